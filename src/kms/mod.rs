@@ -1,0 +1,121 @@
+//! Signing keys that never leave AWS KMS.
+//!
+//! * [`Signer`] is the seam between certificate building ([`crate::pki`]) and
+//!   the place a CA key lives. Its contract (below) says what a signature
+//!   looks like and which failures are worth retrying.
+//! * [`AwsKms`] wraps an `aws-sdk-kms` client: it creates CA keys
+//!   ([`AwsKms::create_key`]) or adopts existing ones ([`AwsKms::adopt_key`]),
+//!   both returning a [`KmsSigner`].
+//! * [`KmsSigner`] implements [`Signer`] with `MessageType=DIGEST`, bounded
+//!   jittered retries, and local verification of every signature.
+//!
+//! There is no code path that exports a private key: KMS asymmetric keys are
+//! generated inside KMS, and this module only ever calls `CreateKey`,
+//! `CreateAlias`, `DescribeKey`, `GetPublicKey` and `Sign`.
+
+mod aws;
+mod error;
+mod retry;
+mod verify;
+
+pub use aws::{AwsKms, KeySpec, KmsSettings, KmsSigner, StaticCredentials};
+pub use error::SignError;
+pub use retry::RetryPolicy;
+pub use verify::verify_digest_signature;
+
+/// Alias kept for readability at call sites that manage keys rather than sign.
+pub type KmsError = SignError;
+
+/// Signature algorithm a CA key signs with.
+///
+/// The digest algorithm is fixed by the variant; [`Signer::sign_digest`] takes
+/// a digest of exactly [`SigAlg::digest_len`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SigAlg {
+    /// ECDSA over NIST P-256 with SHA-256 (KMS `ECDSA_SHA_256`).
+    EcdsaP256Sha256,
+    /// ECDSA over NIST P-384 with SHA-384 (KMS `ECDSA_SHA_384`).
+    EcdsaP384Sha384,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (KMS `RSASSA_PKCS1_V1_5_SHA_256`).
+    RsaPkcs1Sha256,
+}
+
+impl SigAlg {
+    /// The aws-lc-rs digest algorithm the signature is computed over.
+    pub fn digest_algorithm(self) -> &'static aws_lc_rs::digest::Algorithm {
+        match self {
+            SigAlg::EcdsaP256Sha256 | SigAlg::RsaPkcs1Sha256 => &aws_lc_rs::digest::SHA256,
+            SigAlg::EcdsaP384Sha384 => &aws_lc_rs::digest::SHA384,
+        }
+    }
+
+    /// Length in bytes of the digest [`Signer::sign_digest`] expects.
+    pub fn digest_len(self) -> usize {
+        self.digest_algorithm().output_len()
+    }
+
+    /// Hashes `message` with this algorithm's digest.
+    pub fn digest(self, message: &[u8]) -> Vec<u8> {
+        aws_lc_rs::digest::digest(self.digest_algorithm(), message)
+            .as_ref()
+            .to_vec()
+    }
+
+    /// A short stable name, e.g. for logs and status fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigAlg::EcdsaP256Sha256 => "ECDSA_SHA_256",
+            SigAlg::EcdsaP384Sha384 => "ECDSA_SHA_384",
+            SigAlg::RsaPkcs1Sha256 => "RSASSA_PKCS1_V1_5_SHA_256",
+        }
+    }
+}
+
+impl std::fmt::Display for SigAlg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key that signs digests on behalf of a CA. Object safe; use it as
+/// `&dyn Signer` or `Arc<dyn Signer>`.
+///
+/// # Contract
+///
+/// * [`public_key_spki_der`](Signer::public_key_spki_der) is the DER
+///   `SubjectPublicKeyInfo` of the key; it never changes for one signer.
+/// * [`sign_digest`](Signer::sign_digest) takes the digest (not the message)
+///   of the data to sign — SHA-256 or SHA-384 as given by
+///   [`algorithm`](Signer::algorithm) — and returns the bytes that go into an
+///   X.509 `signatureValue` BIT STRING: a DER `ECDSA-Sig-Value` for ECDSA, the
+///   raw PKCS#1 v1.5 signature block for RSA.
+/// * An implementation MUST verify the signature against
+///   `public_key_spki_der` before returning it; a signature that does not
+///   verify is reported as [`SignError::SignatureMismatch`] and never
+///   returned.
+/// * An implementation retries transient failures itself with a bounded,
+///   jittered backoff. When it still returns an error, the caller decides by
+///   [`SignError::is_retryable`]:
+///   - retryable (`KMSUnavailable`, `KMSThrottled`, `KMSCredentialsUnavailable`):
+///     requeue the work with a growing backoff; nothing is wrong with the spec
+///     or the key;
+///   - terminal (everything else, e.g. `KMSAccessDenied`, `KMSKeyDisabled`,
+///     `KMSKeyNotFound`, `KMSWrongKeyUsage`, `SignatureMismatch`): a human has
+///     to change something (IAM policy, key state, spec); wait for a change.
+/// * [`SignError::reason`] is a bounded CamelCase category suitable as a
+///   condition reason, Event reason and metric label.
+/// * A call never blocks beyond the implementation's bounded timeouts.
+#[async_trait::async_trait]
+pub trait Signer: Send + Sync {
+    /// DER `SubjectPublicKeyInfo` of the signing key.
+    fn public_key_spki_der(&self) -> &[u8];
+    /// Signature algorithm (and therefore digest) this key signs with.
+    fn algorithm(&self) -> SigAlg;
+    /// Identity of the key for logs and status (the KMS key ARN).
+    fn key_arn(&self) -> &str;
+    /// Signs a digest; see the trait-level contract.
+    async fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
+#[cfg(test)]
+pub(crate) mod soft;

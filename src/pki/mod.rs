@@ -1,0 +1,57 @@
+//! X.509 certificate and CRL building, signed by a [`Signer`] (a KMS key).
+//!
+//! Pure functions of (request, issuer, clock): the current time is always
+//! passed in as `now`, never read here. Each artifact costs exactly one
+//! `Signer::sign_digest` call.
+//!
+//! | entry point | produces |
+//! |---|---|
+//! | [`issue_root`]`(signer, &CaRequest, now)` | self-signed root CA ([`IssuedCert`]) |
+//! | [`issue_intermediate`]`(&parent, parent_signer, &CaRequest, subject_spki, now)` | intermediate CA ([`IssuedCert`]) |
+//! | [`issue_leaf`]`(&issuer, signer, &LeafRequest, now)` | end-entity cert + new key ([`IssuedLeaf`]) |
+//! | [`sign_crl`]`(&issuer, signer, &CrlRequest, now)` | v2 CRL ([`SignedCrl`]) |
+//!
+//! An issuer is described by [`IssuerInfo`], parsed from the CA certificate
+//! plus an [`IssuerProfile`] (CRL/OCSP/caIssuers URLs, maximum duration).
+//!
+//! Invalid requests fail with [`PkiError::Invalid`], listing every problem
+//! as a [`FieldError`] that names the field (cert-manager spelling, e.g.
+//! `dnsNames[2]`), shows the value and says how to fix it.
+//!
+//! [`Signer`]: crate::kms::Signer
+
+mod crl;
+mod der;
+mod error;
+mod issue;
+mod issuer;
+mod keys;
+mod request;
+mod sign;
+mod validate;
+
+pub use crl::{SignedCrl, sign_crl};
+pub use error::PkiError;
+pub use issue::{IssuedCert, IssuedLeaf, issue_intermediate, issue_leaf, issue_root};
+pub use issuer::{IssuerInfo, IssuerProfile};
+pub use keys::{KeyAlgorithm, KeyEncoding, LeafKeyType, PrivateKeyPem, PrivateKeySpec};
+pub use request::{
+    CaRequest, CrlRequest, LeafRequest, NameConstraintsSpec, NameSubtrees, RevocationReason,
+    RevokedEntry, Subject, Usage,
+};
+pub use validate::{FieldError, FieldErrors};
+
+/// Formats a duration the way users write them: `2160h`, `90m`, `30s`.
+pub fn human_duration(d: time::Duration) -> String {
+    let secs = d.whole_seconds();
+    if secs != 0 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs != 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests;
