@@ -210,3 +210,24 @@ fn db_migrate_creates_and_is_idempotent() {
     let text = run(&["db", "migrate", "--db", &dbs]).expect("migrate again");
     assert!(text.contains("already at schema version"), "{text}");
 }
+
+#[tokio::test]
+async fn cli_reads_a_database_after_the_operator_stopped() {
+    let dir = TempDir::new("cli-stopped");
+    let db = dir.db();
+    let dbs = db.to_str().expect("utf-8").to_owned();
+    {
+        let store = Store::open(&db).expect("open");
+        store.audit(event(1, AuditOperation::CaIssued, "default", "root"));
+        flush(&store).await;
+    }
+    // The writer thread closes the file (and SQLite removes the WAL) once
+    // the last handle is gone.
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        !dir.path().join("signet.db-wal").exists()
+    }));
+    let text = run(&["audit", "--db", &dbs, "--json"]).expect("audit");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let text = run(&["audit", "verify", "--db", &dbs]).expect("verify");
+    assert!(text.contains("intact: 1 rows"), "{text}");
+}

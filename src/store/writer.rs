@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -124,15 +124,17 @@ impl Writer {
         let mut last_log: Option<Instant> = None;
         // Started without a connection means the open at start failed.
         let mut failing_since: Option<Instant> = self.conn.is_none().then(Instant::now);
+        // The audit head is logged now and then: an external record of it is
+        // what detects truncation of the newest rows.
+        let mut anchor = Anchor::default();
 
         loop {
             if pending.is_empty() {
-                if disconnected {
+                if !disconnected && let Ok(op) = self.rx.recv() {
+                    pending.push_back(op);
+                } else {
+                    anchor.log(&self.path, Duration::ZERO);
                     return;
-                }
-                match self.rx.recv() {
-                    Ok(op) => pending.push_back(op),
-                    Err(_) => return,
                 }
             }
             while pending.len() < self.opts.batch_max {
@@ -154,7 +156,9 @@ impl Writer {
             };
 
             match result {
-                Ok(done) => {
+                Ok((done, head)) => {
+                    anchor.head = head;
+                    anchor.log(&self.path, self.opts.log_interval);
                     // Health first, so whoever a flush wakes sees it.
                     if let Some(since) = failing_since.take() {
                         tracing::info!(
@@ -242,7 +246,7 @@ fn finish(op: Op, done: Done, shared: &Shared) {
 fn apply_batch<'a>(
     conn: &mut Connection,
     ops: impl Iterator<Item = &'a Op>,
-) -> rusqlite::Result<Vec<Done>> {
+) -> rusqlite::Result<(Vec<Done>, (i64, [u8; 32]))> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the chain head inside the write lock, so a second writer (another
     // process) can never fork the chain.
@@ -270,7 +274,31 @@ fn apply_batch<'a>(
         }
     }
     tx.commit()?;
-    Ok(done)
+    Ok((done, head))
+}
+
+/// Periodic `audit chain head` log line.
+#[derive(Default)]
+struct Anchor {
+    head: (i64, [u8; 32]),
+    logged_id: i64,
+    logged_at: Option<Instant>,
+}
+
+impl Anchor {
+    fn log(&mut self, path: &std::path::Path, every: Duration) {
+        if self.head.0 == self.logged_id || self.logged_at.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        tracing::info!(
+            db = %path.display(),
+            audit_head_id = self.head.0,
+            audit_head_hash = %hex::encode(self.head.1),
+            "audit chain head (compare with `signet audit verify` to detect truncation)"
+        );
+        self.logged_id = self.head.0;
+        self.logged_at = Some(Instant::now());
+    }
 }
 
 /// (last id, last hash) of the audit chain.
