@@ -27,6 +27,9 @@ use super::records::{
 };
 use super::{StoreHealth, StoreOptions, now_unix};
 
+/// (last audit row id, its hash): where the next row chains from.
+type Head = (i64, [u8; 32]);
+
 /// Acknowledgement channel for one audit row: its id once committed.
 pub(crate) type AuditAck = oneshot::Sender<Result<i64, StoreError>>;
 
@@ -246,7 +249,7 @@ fn finish(op: Op, done: Done, shared: &Shared) {
 fn apply_batch<'a>(
     conn: &mut Connection,
     ops: impl Iterator<Item = &'a Op>,
-) -> rusqlite::Result<(Vec<Done>, (i64, [u8; 32]))> {
+) -> rusqlite::Result<(Vec<Done>, Head)> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the chain head inside the write lock, so a second writer (another
     // process) can never fork the chain.
@@ -280,7 +283,7 @@ fn apply_batch<'a>(
 /// Periodic `audit chain head` log line.
 #[derive(Default)]
 struct Anchor {
-    head: (i64, [u8; 32]),
+    head: Head,
     logged_id: i64,
     logged_at: Option<Instant>,
 }
@@ -302,7 +305,7 @@ impl Anchor {
 }
 
 /// (last id, last hash) of the audit chain.
-fn chain_head(conn: &Connection) -> rusqlite::Result<(i64, [u8; 32])> {
+fn chain_head(conn: &Connection) -> rusqlite::Result<Head> {
     let row: Option<(i64, String)> = conn
         .prepare_cached("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -324,12 +327,7 @@ fn chain_head(conn: &Connection) -> rusqlite::Result<(i64, [u8; 32])> {
     })
 }
 
-fn apply_op(
-    conn: &Connection,
-    op: &Op,
-    head: &mut (i64, [u8; 32]),
-    now: i64,
-) -> rusqlite::Result<Done> {
+fn apply_op(conn: &Connection, op: &Op, head: &mut Head, now: i64) -> rusqlite::Result<Done> {
     match op {
         Op::Audit { event, .. } => insert_audit(conn, event, head).map(Done::Audit),
         Op::UpsertCa(r) => upsert_ca(conn, r, now).map(|_| Done::Other),
@@ -348,11 +346,7 @@ fn apply_op(
     }
 }
 
-fn insert_audit(
-    conn: &Connection,
-    e: &AuditEvent,
-    head: &mut (i64, [u8; 32]),
-) -> rusqlite::Result<i64> {
+fn insert_audit(conn: &Connection, e: &AuditEvent, head: &mut Head) -> rusqlite::Result<i64> {
     let id = head.0 + 1;
     let details = serde_json::to_string(&e.details)
         .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
