@@ -115,6 +115,58 @@ pub(crate) fn authority_info_access(ocsp: &[String], ca_issuers: &[String]) -> V
     tlv(SEQUENCE, &inner)
 }
 
+/// `id-ce-certificatePolicies` (2.5.29.32).
+pub(crate) const OID_CERTIFICATE_POLICIES: &[u64] = &[2, 5, 29, 32];
+
+/// Parses a dotted OID (`2.23.140.1.2.1`) into arcs; `None` when malformed.
+pub(crate) fn parse_oid(dotted: &str) -> Option<Vec<u64>> {
+    let arcs: Vec<u64> = dotted
+        .split('.')
+        .map(|a| {
+            if a.is_empty()
+                || !a.chars().all(|c| c.is_ascii_digit())
+                || (a.len() > 1 && a.starts_with('0'))
+            {
+                None
+            } else {
+                a.parse().ok()
+            }
+        })
+        .collect::<Option<_>>()?;
+    let ok = arcs.len() >= 2 && arcs[0] <= 2 && (arcs[0] == 2 || arcs[1] < 40);
+    ok.then_some(arcs)
+}
+
+/// DER OBJECT IDENTIFIER for `arcs` (as validated by [`parse_oid`]).
+fn oid_tlv(arcs: &[u64]) -> Vec<u8> {
+    let mut content = Vec::new();
+    let mut push_arc = |mut v: u64| {
+        let mut tmp = vec![(v & 0x7f) as u8];
+        v >>= 7;
+        while v > 0 {
+            tmp.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        tmp.reverse();
+        content.extend_from_slice(&tmp);
+    };
+    push_arc(arcs[0] * 40 + arcs[1]);
+    for a in &arcs[2..] {
+        push_arc(*a);
+    }
+    tlv(0x06, &content)
+}
+
+/// The extnValue of a certificatePolicies extension (RFC 5280 §4.2.1.4)
+/// listing `policies` without qualifiers.
+pub(crate) fn certificate_policies(policies: &[Vec<u64>]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for p in policies {
+        inner.extend_from_slice(&tlv(SEQUENCE, &oid_tlv(p)));
+    }
+    tlv(SEQUENCE, &inner)
+}
+
 /// Extracts the `privateKey` OCTET STRING of a PKCS#8 `PrivateKeyInfo` —
 /// for RSA that is the PKCS#1 `RSAPrivateKey`.
 pub(crate) fn pkcs8_private_key(pkcs8: &[u8]) -> Option<Vec<u8>> {
@@ -165,6 +217,23 @@ mod tests {
         // A different TBS is refused.
         let other = tlv(0x30, &[0x02, 0x01, 0x06]);
         assert!(splice_signature(&signed, &other, &[1]).is_none());
+    }
+
+    #[test]
+    fn oids() {
+        assert_eq!(parse_oid("2.23.140.1.2.1"), Some(vec![2, 23, 140, 1, 2, 1]));
+        assert_eq!(parse_oid("1.40"), None);
+        assert_eq!(parse_oid("3.1"), None);
+        assert_eq!(parse_oid("1"), None);
+        assert_eq!(parse_oid("1..2"), None);
+        assert_eq!(parse_oid("1.02"), None);
+        // 2.23.140.1.2.1 = 06 06 67 81 0c 01 02 01
+        assert_eq!(
+            oid_tlv(&[2, 23, 140, 1, 2, 1]),
+            vec![0x06, 0x06, 0x67, 0x81, 0x0c, 0x01, 0x02, 0x01]
+        );
+        let cp = certificate_policies(&[vec![2, 23, 140, 1, 2, 1]]);
+        assert_eq!(cp, tlv(0x30, &tlv(0x30, &oid_tlv(&[2, 23, 140, 1, 2, 1]))));
     }
 
     #[test]

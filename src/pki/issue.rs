@@ -133,7 +133,6 @@ fn ca_params(req: &CaRequest, errs: &mut FieldErrors) -> CertificateParams {
         .as_ref()
         .and_then(|nc| nc.to_rcgen(errs));
     params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::Sha256;
     params
 }
 
@@ -144,6 +143,19 @@ fn add_issuer_urls(params: &mut CertificateParams, issuer: &IssuerInfo) {
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: p.crl_distribution_points.clone(),
         }];
+    }
+    let policies: Vec<Vec<u64>> = p
+        .policy_oids
+        .iter()
+        .filter_map(|o| der::parse_oid(o))
+        .collect();
+    if !policies.is_empty() {
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                der::OID_CERTIFICATE_POLICIES,
+                der::certificate_policies(&policies),
+            ));
     }
     if !p.ocsp_servers.is_empty() || !p.issuing_certificate_urls.is_empty() {
         params
@@ -221,6 +233,7 @@ pub async fn issue_root(
         None => BasicConstraints::Unconstrained,
     });
     let subject_key = SpkiKey::from_spki(signer.public_key_spki_der())?;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(sign::key_id(&subject_key));
     let (placeholder, tbs) = build_tbs(&params, &subject_key, None, signer)?;
     let cert_der = sign::finish(signer, &placeholder, &tbs).await?;
     Ok(IssuedCert {
@@ -303,6 +316,7 @@ pub async fn issue_intermediate(
         Some(n) => BasicConstraints::Constrained(n),
         None => BasicConstraints::Unconstrained,
     });
+    params.key_identifier_method = KeyIdMethod::PreSpecified(sign::key_id(&subject_key));
     add_issuer_urls(&mut params, parent);
     if clamped {
         tracing::info!(%not_after, "intermediate validity clamped to the parent's notAfter");
@@ -396,7 +410,6 @@ fn leaf_params(
     params.extended_key_usages = usages.iter().map(|u| u.eku()).collect();
     params.is_ca = IsCa::ExplicitNoCa;
     params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::Sha256;
     params.not_before = not_before;
     params.not_after = not_after;
     add_issuer_urls(&mut params, issuer);
@@ -438,6 +451,7 @@ pub async fn issue_leaf(
     let key = keys::encode(&key_pair, req.private_key.encoding)?;
     let (serial, serial_hex) = random_serial()?;
     params.serial_number = Some(serial);
+    params.key_identifier_method = KeyIdMethod::PreSpecified(sign::key_id(&key_pair));
     let (placeholder, tbs) = build_tbs(&params, &key_pair, Some(issuer), signer)?;
     drop(key_pair);
     let cert_der = sign::finish(signer, &placeholder, &tbs).await?;

@@ -19,6 +19,9 @@ pub struct IssuerProfile {
     /// `issuingCertificateURLs`: where this CA's certificate can be
     /// downloaded (AIA id-ad-caIssuers).
     pub issuing_certificate_urls: Vec<String>,
+    /// `certificatePolicies`: policy OIDs (dotted, e.g. `2.23.140.1.2.1`)
+    /// written into every certificate this CA issues. Empty = no extension.
+    pub policy_oids: Vec<String>,
     /// `maxDuration`: longest lifetime a request may ask for; longer
     /// requests are rejected (not clamped). `None` = only the CA's own
     /// notAfter limits.
@@ -37,6 +40,15 @@ impl IssuerProfile {
                 if let Some(p) = validate::http_url_problem(u) {
                     errs.push(format!("{field}[{i}]"), u.clone(), p);
                 }
+            }
+        }
+        for (i, oid) in self.policy_oids.iter().enumerate() {
+            if super::der::parse_oid(oid).is_none() {
+                errs.push(
+                    format!("certificatePolicies[{i}]"),
+                    oid.clone(),
+                    "not a dotted object identifier like 2.23.140.1.2.1",
+                );
             }
         }
         if let Some(d) = self.max_duration

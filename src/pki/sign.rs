@@ -26,6 +26,14 @@ pub(crate) fn rcgen_alg(alg: SigAlg) -> &'static SignatureAlgorithm {
     }
 }
 
+/// Key identifier per RFC 7093 method 1: the leftmost 160 bits of the
+/// SHA-256 hash of the subjectPublicKey BIT STRING value. Used for the
+/// subjectKeyIdentifier (and thus the children's authorityKeyIdentifier).
+pub(crate) fn key_id(key: &impl PublicKeyData) -> Vec<u8> {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.der_bytes());
+    d.as_ref()[..20].to_vec()
+}
+
 /// A public key given as DER SubjectPublicKeyInfo, usable as rcgen's
 /// subject key. Only EC P-256/P-384 and RSA keys (what KMS CA keys are).
 #[derive(Debug, Clone)]

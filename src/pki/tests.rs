@@ -87,6 +87,7 @@ async fn chain(alg: SigAlg) -> Chain {
             crl_distribution_points: vec!["http://pki.example/int.crl".into()],
             ocsp_servers: vec!["http://ocsp.pki.example".into()],
             issuing_certificate_urls: vec!["http://pki.example/int.crt".into()],
+            policy_oids: vec!["2.23.140.1.2.1".into()],
             max_duration: Some(Duration::days(398)),
         },
     )
@@ -186,6 +187,14 @@ async fn leaf_has_the_expected_extensions() {
         }
     }
     assert!(has_aki && has_ski && has_aia && has_cdp);
+    let policies = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::CertificatePolicies(p) => Some(p.len()),
+            _ => None,
+        });
+    assert_eq!(policies, Some(1));
     assert_eq!(format!("{:?}", leaf.key), "<redacted>");
     assert!(
         leaf.key
