@@ -704,3 +704,112 @@ async fn write_lock_held_elsewhere_degrades_then_catches_up() {
     assert_eq!((counts.audit_rows, counts.certificates), (30, 20));
     assert!(reader.verify_audit_chain().expect("verify").is_intact());
 }
+
+/// The volume goes away while running: its directory is moved and a regular
+/// file put in its place (fails for root too). SQLite alone would keep
+/// writing to the moved file; the writer notices the path no longer leads to
+/// the file it has open, turns Degraded, keeps every write queued, and
+/// catches up into the same file once the directory is back.
+#[tokio::test]
+async fn volume_lost_while_running_degrades_then_catches_up() {
+    let dir = TempDir::new("degraded-run");
+    let vol = dir.path().join("vol");
+    let moved = dir.path().join("vol.moved");
+    let path = vol.join("signet.db");
+    let store = Store::open_with(&path, fast_retry()).expect("open");
+    for i in 0..10 {
+        store.audit(event(
+            i,
+            AuditOperation::CertificateIssued,
+            "default",
+            "root",
+        ));
+    }
+    flush(&store).await;
+    assert!(store.health().is_ok());
+
+    std::fs::rename(&vol, &moved).expect("unmount");
+    std::fs::write(&vol, b"not a directory").expect("blocker");
+    for i in 10..30 {
+        store.audit(event(
+            i,
+            AuditOperation::CertificateRenewed,
+            "default",
+            "root",
+        ));
+        store.upsert_certificate(cert(
+            "default",
+            &format!("c{i}"),
+            &format!("{:x}", i + 1),
+            "root",
+        ));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || !store.health().is_ok()),
+        "store never noticed the volume was gone"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(store.stats().queued, 40);
+    let moved_db = moved.join("signet.db");
+    assert_eq!(
+        Reader::open(&moved_db)
+            .expect("reader")
+            .counts()
+            .expect("counts")
+            .audit_rows,
+        10,
+        "nothing may be written to the moved-away file"
+    );
+
+    std::fs::remove_file(&vol).expect("remove blocker");
+    std::fs::rename(&moved, &vol).expect("remount");
+    flush(&store).await;
+    assert_eq!(store.health(), StoreHealth::Ok);
+    let reader = Reader::open(&path).expect("reader");
+    let counts = reader.counts().expect("counts");
+    assert_eq!((counts.audit_rows, counts.certificates), (30, 20));
+    assert!(reader.verify_audit_chain().expect("verify").is_intact());
+}
+
+/// The database file is deleted under a running operator: later writes go to
+/// a fresh file at the same path (not into the unlinked one, where they would
+/// vanish), with a fresh, valid chain.
+#[tokio::test]
+async fn deleted_database_file_is_recreated_not_written_into_the_void() {
+    let dir = TempDir::new("deleted");
+    let path = dir.db();
+    let store = Store::open_with(&path, fast_retry()).expect("open");
+    for i in 0..5 {
+        store.audit(event(
+            i,
+            AuditOperation::CertificateIssued,
+            "default",
+            "root",
+        ));
+    }
+    flush(&store).await;
+    store.upsert_certificate(cert("default", "web", "1", "root"));
+    flush(&store).await;
+    assert!(!store.is_empty_mirror().await.expect("read")); // pools a reader
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    for i in 5..8 {
+        store.audit(event(
+            i,
+            AuditOperation::CertificateIssued,
+            "default",
+            "root",
+        ));
+    }
+    flush(&store).await;
+    assert!(store.health().is_ok());
+    let reader = Reader::open(&path).expect("a new file exists");
+    assert_eq!(reader.counts().expect("counts").audit_rows, 3);
+    let report = reader.verify_audit_chain().expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert!(
+        store.is_empty_mirror().await.expect("empty"),
+        "the operator should rebuild"
+    );
+}

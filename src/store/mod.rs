@@ -171,6 +171,7 @@ impl Store {
                 batch_max: opts.batch_max.max(1),
                 ..opts
             },
+            file_id: writer::file_id(path).ok(),
             conn,
         };
         std::thread::Builder::new()
@@ -319,7 +320,7 @@ impl Store {
                 Ok(mut pool) => pool.pop(),
                 Err(poisoned) => poisoned.into_inner().pop(),
             };
-            let reader = match pooled {
+            let reader = match pooled.filter(Reader::is_current) {
                 Some(r) => r,
                 None => Reader::open(&inner.path)?,
             };

@@ -210,6 +210,8 @@ pub struct MirrorCounts {
 pub struct Reader {
     conn: Connection,
     path: PathBuf,
+    /// (device, inode) of the file opened, to notice a replaced file.
+    file_id: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -223,15 +225,23 @@ impl Reader {
     /// no file, [`StoreError::Corrupt`] if it is not a database, and
     /// [`StoreError::SchemaTooOld`] if it needs `signet db migrate`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = open_ro(path)?;
         Ok(Self {
-            conn: open_ro(path)?,
+            conn,
             path: path.to_owned(),
+            file_id: super::writer::file_id(path).ok(),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// False once the file at the path is not the one this reader opened
+    /// (deleted or replaced): reopen to see the current database.
+    pub fn is_current(&self) -> bool {
+        self.file_id.is_some() && super::writer::file_id(&self.path).ok() == self.file_id
     }
 
     fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {

@@ -117,6 +117,8 @@ pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub opts: StoreOptions,
     pub conn: Option<Connection>,
+    /// (device, inode) of the file `conn` was opened on.
+    pub file_id: Option<(u64, u64)>,
 }
 
 impl Writer {
@@ -205,13 +207,45 @@ impl Writer {
         }
     }
 
+    /// The open connection, after checking the file it was opened on is
+    /// still the one at `path`. SQLite in WAL mode keeps writing to a file
+    /// that was deleted, moved or replaced under it; those writes would be
+    /// lost on restart, so a changed file counts as a failure and is reopened.
     fn ensure_open(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.conn.is_some() {
+            match file_id(&self.path) {
+                Ok(id) if Some(id) == self.file_id => {}
+                Ok(_) => {
+                    tracing::warn!(
+                        db = %self.path.display(),
+                        "database file was replaced while open; reopening it \
+                         (restart signet to rebuild the mirror if it is a new, empty file)"
+                    );
+                    self.conn = None;
+                }
+                Err(e) => {
+                    self.conn = None;
+                    return Err(StoreError::Unavailable {
+                        path: self.path.clone(),
+                        detail: format!("the open database file is no longer at this path: {e}"),
+                    });
+                }
+            }
+        }
         if self.conn.is_none() {
             let (conn, _) = open_rw(&self.path, self.opts.busy_timeout)?;
+            self.file_id = file_id(&self.path).ok();
             self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or(StoreError::WriterStopped)
     }
+}
+
+/// (device, inode) of the file at `path`.
+pub(crate) fn file_id(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// Deliver the outcome of one op. Counters are updated before any ack is
