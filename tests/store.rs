@@ -813,3 +813,52 @@ async fn deleted_database_file_is_recreated_not_written_into_the_void() {
         "the operator should rebuild"
     );
 }
+
+/// A record the database refuses (here: a trigger standing in for a
+/// constraint) is rejected alone; the rest of its batch commits and the
+/// store stays healthy.
+#[tokio::test]
+async fn a_rejected_record_does_not_sink_its_batch() {
+    let dir = TempDir::new("reject");
+    let path = dir.db();
+    drop(Store::open(&path).expect("create"));
+    {
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TRIGGER reject_bad_cert BEFORE INSERT ON certificates
+               WHEN NEW.name = 'bad' BEGIN SELECT RAISE(ABORT, 'bad certificate'); END;
+             CREATE TRIGGER reject_bad_actor BEFORE INSERT ON audit_log
+               WHEN NEW.actor = 'bad' BEGIN SELECT RAISE(ABORT, 'bad actor'); END;",
+        )
+        .expect("triggers");
+    }
+    let store = Store::open(&path).expect("open");
+    store.audit(event(
+        1,
+        AuditOperation::CertificateIssued,
+        "default",
+        "root",
+    ));
+    store.upsert_certificate(cert("default", "good1", "1", "root"));
+    store.upsert_certificate(cert("default", "bad", "2", "root"));
+    let mut bad = event(2, AuditOperation::CertificateIssued, "default", "root");
+    bad.actor = "bad".into();
+    let bad_ack = store.audit_committed(bad);
+    store.upsert_certificate(cert("default", "good2", "3", "root"));
+    store.audit(event(
+        3,
+        AuditOperation::CertificateIssued,
+        "default",
+        "root",
+    ));
+    let err = bad_ack.await.expect_err("rejected");
+    assert!(matches!(err, StoreError::Rejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("bad actor"), "{err}");
+    flush(&store).await;
+    assert!(store.health().is_ok());
+    assert_eq!(store.stats().rejected_total, 2);
+    let reader = Reader::open(&path).expect("reader");
+    let counts = reader.counts().expect("counts");
+    assert_eq!((counts.audit_rows, counts.certificates), (2, 2));
+    assert!(reader.verify_audit_chain().expect("verify").is_intact());
+}

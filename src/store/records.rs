@@ -255,6 +255,22 @@ impl AuditEvent {
         self
     }
 
+    /// Mark the event failed and put the error (with its source chain) into
+    /// `details.error`, keeping other details.
+    pub fn with_error(mut self, err: &dyn std::error::Error) -> Self {
+        self.outcome = Outcome::Failure;
+        let msg = super::error::error_chain(err);
+        match &mut self.details {
+            serde_json::Value::Object(map) => {
+                map.insert("error".to_owned(), serde_json::Value::String(msg));
+            }
+            other => {
+                *other = serde_json::json!({ "error": msg });
+            }
+        }
+        self
+    }
+
     /// Set the details object.
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = details;
@@ -515,6 +531,22 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_error_marks_failure_and_keeps_details() {
+        let err = std::io::Error::other("KMS throttled");
+        let e = AuditEvent::new(
+            1,
+            "controller/ca",
+            AuditOperation::SigningFailed,
+            ObjectRef::cluster("CertificateAuthority", "root"),
+        )
+        .with_details(serde_json::json!({ "attempt": 3 }))
+        .with_error(&err);
+        assert_eq!(e.outcome, Outcome::Failure);
+        assert_eq!(e.details["attempt"], 3);
+        assert_eq!(e.details["error"], "KMS throttled");
+    }
 
     #[test]
     fn serials_are_normalised() {
