@@ -440,7 +440,7 @@ pub async fn issue_leaf(
             "the issuer's keyUsage lacks keyCertSign".into(),
         ));
     }
-    let (mut params, key_type, not_before, not_after, clamped) = leaf_params(issuer, req, now)?;
+    let (params, key_type, not_before, not_after, clamped) = leaf_params(issuer, req, now)?;
     let key_pair = if key_type.is_rsa() {
         tokio::task::spawn_blocking(move || keys::generate(key_type))
             .await
@@ -448,6 +448,49 @@ pub async fn issue_leaf(
     } else {
         keys::generate(key_type)?
     };
+    finish_leaf(
+        issuer, signer, req, params, key_pair, not_before, not_after, clamped,
+    )
+    .await
+}
+
+/// Issues an end-entity certificate for an existing private key
+/// (`privateKey.rotationPolicy: Never`): like [`issue_leaf`] but the key is
+/// reused. Fails with [`PkiError::Invalid`] naming `privateKey` when the key
+/// does not match the requested algorithm/size, so the caller can rotate.
+pub async fn issue_leaf_with_key(
+    issuer: &IssuerInfo,
+    signer: &dyn Signer,
+    req: &LeafRequest,
+    existing: &PrivateKeyPem,
+    now: OffsetDateTime,
+) -> Result<IssuedLeaf, PkiError> {
+    sign::check_issuer_key(issuer.spki_der(), signer)?;
+    issuer.check_valid_at(now)?;
+    if !issuer.can_sign_certs {
+        return Err(PkiError::IssuerNotAllowed(
+            "the issuer's keyUsage lacks keyCertSign".into(),
+        ));
+    }
+    let (params, key_type, not_before, not_after, clamped) = leaf_params(issuer, req, now)?;
+    let key_pair = keys::parse_matching(existing, key_type)?;
+    finish_leaf(
+        issuer, signer, req, params, key_pair, not_before, not_after, clamped,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_leaf(
+    issuer: &IssuerInfo,
+    signer: &dyn Signer,
+    req: &LeafRequest,
+    mut params: CertificateParams,
+    key_pair: rcgen::KeyPair,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    clamped: bool,
+) -> Result<IssuedLeaf, PkiError> {
     let key = keys::encode(&key_pair, req.private_key.encoding)?;
     let (serial, serial_hex) = random_serial()?;
     params.serial_number = Some(serial);

@@ -189,6 +189,53 @@ pub(crate) fn generate(ty: LeafKeyType) -> Result<KeyPair, PkiError> {
     r.map_err(|e| PkiError::KeyGeneration(e.to_string()))
 }
 
+/// Parses an existing PEM key (PKCS#8 or PKCS#1 RSA) and checks it is of
+/// type `ty`; a mismatch is reported under `privateKey`.
+pub(crate) fn parse_matching(
+    pem_key: &PrivateKeyPem,
+    ty: LeafKeyType,
+) -> Result<KeyPair, PkiError> {
+    let mismatch = |why: &str| {
+        let mut errs = FieldErrors::default();
+        errs.push("privateKey", "<existing key>", why.to_string());
+        PkiError::Invalid(errs)
+    };
+    let parsed =
+        pem::parse(pem_key.expose_secret()).map_err(|_| mismatch("the existing key is not PEM"))?;
+    let kp = match parsed.tag() {
+        "PRIVATE KEY" => KeyPair::try_from(parsed.contents()),
+        "RSA PRIVATE KEY" => {
+            let der = rustls_pki_types::PrivateKeyDer::Pkcs1(parsed.contents().to_vec().into());
+            KeyPair::from_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+        }
+        _ => return Err(mismatch("unsupported PEM type for the existing key")),
+    }
+    .map_err(|_| mismatch("the existing key cannot be parsed"))?;
+    let raw_len = kp.public_key_raw().len();
+    let ok = match ty {
+        LeafKeyType::EcdsaP256 => kp.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256,
+        LeafKeyType::EcdsaP384 => kp.algorithm() == &rcgen::PKCS_ECDSA_P384_SHA384,
+        LeafKeyType::Ed25519 => kp.algorithm() == &rcgen::PKCS_ED25519,
+        // RSAPublicKey DER length tracks the modulus size.
+        LeafKeyType::Rsa2048 => {
+            kp.algorithm() == &rcgen::PKCS_RSA_SHA256 && (260..300).contains(&raw_len)
+        }
+        LeafKeyType::Rsa3072 => {
+            kp.algorithm() == &rcgen::PKCS_RSA_SHA256 && (390..430).contains(&raw_len)
+        }
+        LeafKeyType::Rsa4096 => {
+            kp.algorithm() == &rcgen::PKCS_RSA_SHA256 && (520..560).contains(&raw_len)
+        }
+    };
+    if ok {
+        Ok(kp)
+    } else {
+        Err(mismatch(
+            "the existing key does not match privateKey.algorithm/size; a new key is needed",
+        ))
+    }
+}
+
 /// Encodes the private key of `kp` as PEM in `encoding`.
 pub(crate) fn encode(kp: &KeyPair, encoding: KeyEncoding) -> Result<PrivateKeyPem, PkiError> {
     match encoding {

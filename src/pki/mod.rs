@@ -32,7 +32,9 @@ mod validate;
 
 pub use crl::{SignedCrl, sign_crl};
 pub use error::PkiError;
-pub use issue::{IssuedCert, IssuedLeaf, issue_intermediate, issue_leaf, issue_root};
+pub use issue::{
+    IssuedCert, IssuedLeaf, issue_intermediate, issue_leaf, issue_leaf_with_key, issue_root,
+};
 pub use issuer::{IssuerInfo, IssuerProfile};
 pub use keys::{KeyAlgorithm, KeyEncoding, LeafKeyType, PrivateKeyPem, PrivateKeySpec};
 pub use request::{

@@ -1,0 +1,1 @@
+//! Spec checks the schema cannot express; errors name the field and the fix.

@@ -1,0 +1,286 @@
+//! CA policies checked before any KMS call: allowed namespaces, maximum
+//! duration and name constraints. Pure functions of (CA spec, request).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::Error;
+use crate::api::{CertificateAuthoritySpec, NameList, duration};
+
+/// Checks that namespace `ns` (with `labels`) may use the CA.
+pub fn namespace_allowed(
+    ca_name: &str,
+    spec: &CertificateAuthoritySpec,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let Some(allowed) = &spec.allowed_namespaces else {
+        return Ok(());
+    };
+    if allowed.names.is_empty() && allowed.selector.is_none() {
+        return Ok(());
+    }
+    if allowed.names.iter().any(|n| n == ns) {
+        return Ok(());
+    }
+    if let Some(sel) = &allowed.selector
+        && selector_matches(sel, labels)
+    {
+        return Ok(());
+    }
+    Err(Error::Policy {
+        reason: "NamespaceNotAllowed",
+        message: format!(
+            "namespace {ns:?} is not allowed by CertificateAuthority {ca_name:?} (spec.allowedNamespaces); add it there or use another CA"
+        ),
+    })
+}
+
+/// Label selector semantics (matchLabels AND matchExpressions).
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    if let Some(ml) = &sel.match_labels
+        && !ml.iter().all(|(k, v)| labels.get(k) == Some(v))
+    {
+        return false;
+    }
+    for e in sel.match_expressions.iter().flatten() {
+        let val = labels.get(&e.key);
+        let values = e.values.clone().unwrap_or_default();
+        let ok = match e.operator.as_str() {
+            "In" => val.is_some_and(|v| values.contains(v)),
+            "NotIn" => val.is_none_or(|v| !values.contains(v)),
+            "Exists" => val.is_some(),
+            "DoesNotExist" => val.is_none(),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks the requested duration against `spec.maxCertificateDuration`.
+pub fn duration_allowed(
+    ca_name: &str,
+    spec: &CertificateAuthoritySpec,
+    requested: Duration,
+) -> Result<(), Error> {
+    let Some(max) = &spec.max_certificate_duration else {
+        return Ok(());
+    };
+    let max = duration::parse("spec.maxCertificateDuration", max).map_err(Error::InvalidSpec)?;
+    if requested > max {
+        return Err(Error::Policy {
+            reason: "DurationExceedsMax",
+            message: format!(
+                "spec.duration {} exceeds the maximum {} allowed by CertificateAuthority {ca_name:?} (spec.maxCertificateDuration); request at most that",
+                duration::format(requested),
+                duration::format(max)
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn dns_in(name: &str, domain: &str) -> bool {
+    let name = name.trim_start_matches("*.").to_ascii_lowercase();
+    let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+    name == domain || name.ends_with(&format!(".{domain}"))
+}
+
+fn ip_in(ip: &IpAddr, cidr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            (u32::from(*a) & mask) == (u32::from(n) & mask)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            (u128::from(*a) & mask) == (u128::from(n) & mask)
+        }
+        _ => false,
+    }
+}
+
+fn email_in(email: &str, c: &str) -> bool {
+    let email = email.to_ascii_lowercase();
+    let c = c.to_ascii_lowercase();
+    if c.contains('@') {
+        return email == c;
+    }
+    let host = email.rsplit('@').next().unwrap_or("");
+    if let Some(sub) = c.strip_prefix('.') {
+        host.ends_with(&format!(".{sub}"))
+    } else {
+        host == c
+    }
+}
+
+/// The names a request carries.
+#[derive(Debug, Default, Clone)]
+pub struct Names<'a> {
+    /// DNS names.
+    pub dns: &'a [String],
+    /// IP addresses.
+    pub ips: &'a [String],
+    /// Email addresses.
+    pub emails: &'a [String],
+}
+
+/// Checks names against the CA's name constraints (RFC 5280 semantics: a
+/// name of a type with permitted subtrees must match one; no name may match
+/// an excluded subtree).
+pub fn names_allowed(
+    ca_name: &str,
+    spec: &CertificateAuthoritySpec,
+    names: &Names<'_>,
+) -> Result<(), Error> {
+    let Some(nc) = &spec.name_constraints else {
+        return Ok(());
+    };
+    let empty = NameList::default();
+    let permitted = nc.permitted.as_ref().unwrap_or(&empty);
+    let excluded = nc.excluded.as_ref().unwrap_or(&empty);
+    let deny = |what: String| Error::Policy {
+        reason: "NameConstraintViolation",
+        message: format!(
+            "{what} is outside the name constraints of CertificateAuthority {ca_name:?} (spec.nameConstraints); use a permitted name or another CA"
+        ),
+    };
+    for (i, d) in names.dns.iter().enumerate() {
+        if excluded.dns_domains.iter().any(|x| dns_in(d, x)) {
+            return Err(deny(format!("dnsNames[{i}] {d:?} (excluded)")));
+        }
+        if !permitted.dns_domains.is_empty() && !permitted.dns_domains.iter().any(|x| dns_in(d, x))
+        {
+            return Err(deny(format!("dnsNames[{i}] {d:?}")));
+        }
+    }
+    for (i, s) in names.ips.iter().enumerate() {
+        let Ok(ip) = s.parse::<IpAddr>() else {
+            continue;
+        };
+        if excluded.ip_ranges.iter().any(|x| ip_in(&ip, x)) {
+            return Err(deny(format!("ipAddresses[{i}] {s:?} (excluded)")));
+        }
+        if !permitted.ip_ranges.is_empty() && !permitted.ip_ranges.iter().any(|x| ip_in(&ip, x)) {
+            return Err(deny(format!("ipAddresses[{i}] {s:?}")));
+        }
+    }
+    for (i, e) in names.emails.iter().enumerate() {
+        if excluded.email_addresses.iter().any(|x| email_in(e, x)) {
+            return Err(deny(format!("emailAddresses[{i}] {e:?} (excluded)")));
+        }
+        if !permitted.email_addresses.is_empty()
+            && !permitted.email_addresses.iter().any(|x| email_in(e, x))
+        {
+            return Err(deny(format!("emailAddresses[{i}] {e:?}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> CertificateAuthoritySpec {
+        let mut base = json!({"commonName": "CA"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn a_namespace_not_listed_and_not_selected_is_denied() {
+        let s = spec(json!({"allowedNamespaces": {"names": ["prod"],
+            "selector": {"matchLabels": {"team": "a"}}}}));
+        let none = BTreeMap::new();
+        assert!(namespace_allowed("ca", &s, "prod", &none).is_ok());
+        let team_a = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        assert!(namespace_allowed("ca", &s, "dev", &team_a).is_ok());
+        let e = namespace_allowed("ca", &s, "dev", &none).unwrap_err();
+        assert_eq!(e.reason(), "NamespaceNotAllowed");
+        assert!(e.to_string().contains("spec.allowedNamespaces"));
+    }
+
+    #[test]
+    fn an_empty_allow_list_allows_every_namespace() {
+        let s = spec(json!({}));
+        assert!(namespace_allowed("ca", &s, "anything", &BTreeMap::new()).is_ok());
+    }
+
+    #[test]
+    fn a_duration_above_the_maximum_is_denied() {
+        let s = spec(json!({"maxCertificateDuration": "720h"}));
+        assert!(duration_allowed("ca", &s, Duration::from_secs(3600)).is_ok());
+        let e = duration_allowed("ca", &s, Duration::from_secs(721 * 3600)).unwrap_err();
+        assert_eq!(e.reason(), "DurationExceedsMax");
+    }
+
+    #[test]
+    fn names_outside_permitted_or_inside_excluded_subtrees_are_denied() {
+        let s = spec(json!({"nameConstraints": {
+            "permitted": {"dnsDomains": ["example.com"], "ipRanges": ["10.0.0.0/8"]},
+            "excluded": {"dnsDomains": ["secret.example.com"]}}}));
+        let ok = vec!["a.example.com".to_string(), "*.b.example.com".to_string()];
+        let ips = vec!["10.1.2.3".to_string()];
+        assert!(
+            names_allowed(
+                "ca",
+                &s,
+                &Names {
+                    dns: &ok,
+                    ips: &ips,
+                    emails: &[]
+                }
+            )
+            .is_ok()
+        );
+        for bad in ["evil.com", "x.secret.example.com", "example.com.evil.org"] {
+            let d = vec![bad.to_string()];
+            let e = names_allowed(
+                "ca",
+                &s,
+                &Names {
+                    dns: &d,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+            assert_eq!(e.reason(), "NameConstraintViolation", "{bad}");
+        }
+        let bad_ip = vec!["192.168.1.1".to_string()];
+        assert!(
+            names_allowed(
+                "ca",
+                &s,
+                &Names {
+                    ips: &bad_ip,
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+    }
+}

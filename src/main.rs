@@ -1,0 +1,79 @@
+#![forbid(unsafe_code)]
+//! The `signet` binary: parse arguments, set up tracing, hand off.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use signet::store::cli::{AuditArgs, CertsArgs, DbArgs};
+
+/// Signet: a Kubernetes-native private CA whose keys never leave AWS KMS.
+#[derive(Parser, Debug)]
+#[command(name = "signet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator (controllers + HTTP server).
+    Run(Box<signet::controller::RunArgs>),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds {
+        /// Write one file per CRD into this folder instead of printing.
+        #[arg(long)]
+        split: Option<PathBuf>,
+    },
+    /// Revoke a Certificate: `signet revoke <namespace>/<name> --reason R`.
+    Revoke(signet::controller::cli::RevokeArgs),
+    /// Query the audit trail (reads the database file directly).
+    Audit(AuditArgs),
+    /// List issued certificates from the mirror database.
+    Certs(CertsArgs),
+    /// Database maintenance.
+    Db(DbArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => signet::controller::run_blocking(*args),
+        Command::Crds { split } => crds(split),
+        Command::Revoke(args) => signet::controller::cli::revoke_blocking(args),
+        Command::Audit(args) => {
+            signet::store::cli::run_audit(&args, &mut std::io::stdout()).map_err(Into::into)
+        }
+        Command::Certs(args) => {
+            signet::store::cli::run_certs(&args, &mut std::io::stdout()).map_err(Into::into)
+        }
+        Command::Db(args) => {
+            signet::store::cli::run_db(&args, &mut std::io::stdout()).map_err(Into::into)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "signet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn crds(split: Option<PathBuf>) -> anyhow::Result<()> {
+    match split {
+        None => {
+            print!("{}", signet::api::crds_yaml()?);
+            Ok(())
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for (file, yaml) in signet::api::crd_files()? {
+                std::fs::write(dir.join(file), yaml)?;
+            }
+            Ok(())
+        }
+    }
+}
