@@ -280,10 +280,29 @@ fn finish(op: Op, done: Done, shared: &Shared) {
 
 /// Apply `ops` in one transaction. A record-level error rejects only that
 /// op; any other error rolls the whole batch back and is returned.
+///
+/// The fast path runs the batch without savepoints. Only if some record is
+/// refused is the batch rolled back and replayed with one savepoint per op,
+/// so the refused op can be skipped alone.
 fn apply_batch<'a>(
     conn: &mut Connection,
-    ops: impl Iterator<Item = &'a Op>,
+    ops: impl Iterator<Item = &'a Op> + Clone,
 ) -> rusqlite::Result<(Vec<Done>, Head)> {
+    match apply_batch_with(conn, ops.clone(), false)? {
+        Some(result) => Ok(result),
+        None => apply_batch_with(conn, ops, true)?.ok_or_else(|| {
+            // Unreachable: with savepoints every record error is absorbed.
+            rusqlite::Error::InvalidQuery
+        }),
+    }
+}
+
+/// `Ok(None)`: a record was refused on the fast path (batch rolled back).
+fn apply_batch_with<'a>(
+    conn: &mut Connection,
+    ops: impl Iterator<Item = &'a Op>,
+    savepoints: bool,
+) -> rusqlite::Result<Option<(Vec<Done>, Head)>> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the chain head inside the write lock, so a second writer (another
     // process) can never fork the chain.
@@ -293,6 +312,14 @@ fn apply_batch<'a>(
     for op in ops {
         if matches!(op, Op::Flush(_)) {
             done.push(Done::Flush);
+            continue;
+        }
+        if !savepoints {
+            match apply_op(&tx, op, &mut head, now) {
+                Ok(d) => done.push(d),
+                Err(e) if classify(&e) == ErrorClass::Record => return Ok(None),
+                Err(e) => return Err(e),
+            }
             continue;
         }
         let sp = tx.savepoint()?;
@@ -311,7 +338,7 @@ fn apply_batch<'a>(
         }
     }
     tx.commit()?;
-    Ok((done, head))
+    Ok(Some((done, head)))
 }
 
 /// Periodic `audit chain head` log line.
