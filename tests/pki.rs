@@ -639,7 +639,7 @@ async fn bad_input_names_the_field() {
                 ..base.clone()
             },
             "privateKey.size",
-            "2048, 3072 or 4096",
+            "use 2048 (default), 3072 or 4096",
         ),
         (
             "ECDSA key size not in the list",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
 
@@ -502,6 +502,22 @@ fn validate_alias(alias: &str) -> Result<(), SignError> {
     Ok(())
 }
 
+/// `err: cause: cause ...` from the error's Display and its sources
+/// (without the Debug dump `DisplayErrorContext` appends).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Maps an SDK error onto Signet's categories. `key` names the key in
 /// messages.
 fn classify<E>(err: SdkError<E>, key: &str) -> SignError
@@ -555,19 +571,16 @@ where
             }
         }
         SdkError::DispatchFailure(d) if d.is_user() => SignError::Config {
-            detail: format!(
-                "request to KMS could not be sent: {}",
-                DisplayErrorContext(&err)
-            ),
+            detail: format!("request to KMS could not be sent: {}", error_chain(&err)),
         },
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             SignError::Unavailable {
                 key,
-                detail: DisplayErrorContext(&err).to_string(),
+                detail: error_chain(&err),
             }
         }
         SdkError::ConstructionFailure(_) => {
-            let detail = DisplayErrorContext(&err).to_string();
+            let detail = error_chain(&err);
             if detail.contains("credentials") || detail.contains("identity") {
                 SignError::CredentialsUnavailable { key, detail }
             } else {
@@ -575,7 +588,7 @@ where
             }
         }
         _ => {
-            let detail = DisplayErrorContext(&err).to_string();
+            let detail = error_chain(&err);
             if detail.contains("credentials") || detail.contains("identity") {
                 SignError::CredentialsUnavailable { key, detail }
             } else {
