@@ -200,13 +200,16 @@ pub fn audit_list(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let rows = Reader::open(db)?.audit(q)?;
+    let reader = Reader::open(db)?;
     if json {
-        for row in &rows {
-            serde_json::to_writer(&mut *out, row)?;
+        // Streamed: an export of the whole trail never sits in memory.
+        reader.audit_each(q, |row| -> Result<(), CliError> {
+            serde_json::to_writer(&mut *out, &row)?;
             out.write_all(b"\n")?;
-        }
+            Ok(())
+        })?;
     } else {
+        let rows = reader.audit(q)?;
         write_table(
             out,
             &[

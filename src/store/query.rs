@@ -431,6 +431,22 @@ impl Reader {
 
     /// Audit rows matching `q`, oldest first.
     pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+        let mut out = Vec::new();
+        self.audit_each(q, |row| {
+            out.push(row);
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Stream audit rows matching `q`, oldest first, to `f` without holding
+    /// them all in memory (for exporting a large trail). `f`'s error stops
+    /// the scan and is returned.
+    pub fn audit_each<E: From<StoreError>>(
+        &self,
+        q: &AuditQuery,
+        mut f: impl FnMut(AuditRow) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut sql = String::from(
             "SELECT id, time_ms, actor, operation, object_kind, object_namespace, object_name,
                     object_uid, ca, serial, outcome, details, hash
@@ -464,42 +480,24 @@ impl Reader {
         if let Some(name) = &q.object_name {
             push(&mut sql, " AND object_name = ?", Value::Text(name.clone()));
         }
-        sql.push_str(" ORDER BY id DESC");
         if let Some(limit) = q.limit {
-            push(&mut sql, " LIMIT ?", Value::Integer(i64::from(limit)));
+            // The newest `limit` rows, still returned oldest first.
+            push(
+                &mut sql,
+                " ORDER BY id DESC LIMIT ?",
+                Value::Integer(i64::from(limit)),
+            );
+            sql = format!("SELECT * FROM ({sql}) ORDER BY id");
+        } else {
+            sql.push_str(" ORDER BY id");
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(self.err("querying the audit trail"))?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                let details: String = r.get(11)?;
-                let time_ms: i64 = r.get(1)?;
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    time_ms,
-                    time: format_unix_ms(time_ms),
-                    actor: r.get(2)?,
-                    operation: r.get(3)?,
-                    object_kind: r.get(4)?,
-                    object_namespace: r.get(5)?,
-                    object_name: r.get(6)?,
-                    object_uid: r.get(7)?,
-                    ca: r.get(8)?,
-                    serial: r.get(9)?,
-                    outcome: r.get(10)?,
-                    details: serde_json::from_str(&details)
-                        .unwrap_or(serde_json::Value::String(details)),
-                    hash: r.get(12)?,
-                })
-            })
-            .map_err(self.err("querying the audit trail"))?;
-        let mut out: Vec<AuditRow> = rows
-            .collect::<Result<_, _>>()
-            .map_err(self.err("querying the audit trail"))?;
-        out.reverse();
-        Ok(out)
+        let err = |e| E::from(map_err(&self.path, "querying the audit trail", e));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(err)?;
+        let mut rows = stmt.query(params_from_iter(args)).map_err(err)?;
+        while let Some(r) = rows.next().map_err(err)? {
+            f(audit_row(r).map_err(err)?)?;
+        }
+        Ok(())
     }
 
     /// Recompute the audit hash chain.
@@ -557,6 +555,29 @@ impl Reader {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    let details: String = r.get(11)?;
+    let time_ms: i64 = r.get(1)?;
+    Ok(AuditRow {
+        id: r.get(0)?,
+        time_ms,
+        time: format_unix_ms(time_ms),
+        actor: r.get(2)?,
+        operation: r.get(3)?,
+        object_kind: r.get(4)?,
+        object_namespace: r.get(5)?,
+        object_name: r.get(6)?,
+        object_uid: r.get(7)?,
+        ca: r.get(8)?,
+        serial: r.get(9)?,
+        outcome: r.get(10)?,
+        // Stored rows always hold JSON (a CHECK constraint); show anything
+        // else verbatim rather than failing the listing.
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        hash: r.get(12)?,
+    })
 }
 
 /// Decode one certificates row; the outer error is SQLite's, the inner one
