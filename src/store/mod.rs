@@ -291,6 +291,13 @@ impl Store {
 
     /// Ok, or Degraded with the reason. Cheap; call it from `/readyz`.
     pub fn health(&self) -> StoreHealth {
+        if !self.inner.shared.writer_alive.load(Ordering::Relaxed) {
+            return StoreHealth::Degraded {
+                reason: "the store writer thread has stopped (see the panic in the log); \
+                         restart signet"
+                    .to_owned(),
+            };
+        }
         match self.inner.shared.health.lock() {
             Ok(h) => h.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     pub rejected: AtomicU64,
     /// Batch attempts that failed and will be retried.
     pub write_failures: AtomicU64,
+    /// False once the writer thread has ended (normally only after every
+    /// handle is dropped; earlier means it panicked).
+    pub writer_alive: AtomicBool,
 }
 
 impl Shared {
@@ -92,6 +95,7 @@ impl Shared {
             committed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
+            writer_alive: AtomicBool::new(true),
         }
     }
 
@@ -123,6 +127,14 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn run(mut self) {
+        // Runs on return and on panic alike.
+        struct Alive(Arc<Shared>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.writer_alive.store(false, Ordering::Relaxed);
+            }
+        }
+        let _alive = Alive(Arc::clone(&self.shared));
         let mut pending: VecDeque<Op> = VecDeque::new();
         let mut disconnected = false;
         let mut backoff = self.opts.retry_initial;
