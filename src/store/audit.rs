@@ -186,8 +186,8 @@ pub fn verify_chain(conn: &Connection) -> rusqlite::Result<VerifyReport> {
             return Ok(broken(
                 checked,
                 id,
-                "stored hash does not match the row's content and the previous row's hash: \
-                 this row (or the one before it) was modified"
+                "stored hash does not match the row's content chained to the verified \
+                 previous row: this row was modified (or its hash rewritten)"
                     .to_owned(),
             ));
         }
