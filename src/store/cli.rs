@@ -221,6 +221,7 @@ pub fn audit_list(
                 "OBJECT",
                 "CA",
                 "SERIAL",
+                "DETAILS",
             ],
             rows.iter().map(audit_cells).collect(),
         )?;
@@ -243,7 +244,25 @@ fn audit_cells(r: &AuditRow) -> Vec<String> {
         object,
         dash(r.ca.as_deref()),
         dash(r.serial.as_deref()),
+        details_cell(&r.details),
     ]
+}
+
+/// Compact one-line details for the table (`--json` has them in full).
+fn details_cell(details: &serde_json::Value) -> String {
+    const MAX: usize = 80;
+    let text = match details {
+        serde_json::Value::Object(m) if m.is_empty() => return "-".to_owned(),
+        serde_json::Value::Null => return "-".to_owned(),
+        other => other.to_string(),
+    };
+    if text.chars().count() <= MAX {
+        text
+    } else {
+        let mut cut: String = text.chars().take(MAX - 1).collect();
+        cut.push('…');
+        cut
+    }
 }
 
 /// Recompute the audit chain. Prints a summary; a broken chain is returned
