@@ -192,6 +192,7 @@ async fn mirror_upserts_are_idempotent_and_track_lifecycle() {
     let dir = TempDir::new("mirror");
     let store = Store::open(&dir.db()).expect("open");
     assert!(store.is_empty_mirror().await.expect("empty?"));
+    assert!(store.needs_rebuild());
 
     store.upsert_ca(CaRecord {
         name: "root".into(),
@@ -251,6 +252,10 @@ async fn mirror_upserts_are_idempotent_and_track_lifecycle() {
     assert_eq!(store.stats().rejected_total, 0);
     assert_eq!(store.stats().queued, 0);
     assert!(!store.is_empty_mirror().await.expect("empty?"));
+    assert!(
+        !Store::open(&dir.db()).expect("reopen").needs_rebuild(),
+        "a populated mirror needs no rebuild"
+    );
 
     let all = store
         .list_certificates(CertQuery {
@@ -628,10 +633,15 @@ async fn unwritable_path_at_start_degrades_then_catches_up() {
         "reads fail while unavailable"
     );
 
+    assert!(!store.needs_rebuild(), "nothing opened yet");
     std::fs::remove_file(&vol).expect("remove blocker");
     std::fs::create_dir(&vol).expect("mount the volume");
     flush(&store).await;
     assert_eq!(store.health(), StoreHealth::Ok);
+    assert!(
+        store.needs_rebuild(),
+        "a fresh database appeared: rebuild the mirror"
+    );
     assert_eq!(store.stats().queued, 0);
     let reader = Reader::open(&path).expect("reader");
     let counts = reader.counts().expect("counts");
@@ -791,6 +801,9 @@ async fn deleted_database_file_is_recreated_not_written_into_the_void() {
     store.upsert_certificate(cert("default", "web", "1", "root"));
     flush(&store).await;
     assert!(!store.is_empty_mirror().await.expect("read")); // pools a reader
+    store.record_rebuild(RebuildSummary::default());
+    flush(&store).await;
+    assert!(!store.needs_rebuild());
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
@@ -812,6 +825,12 @@ async fn deleted_database_file_is_recreated_not_written_into_the_void() {
         store.is_empty_mirror().await.expect("empty"),
         "the operator should rebuild"
     );
+    assert!(
+        store.needs_rebuild(),
+        "the writer noticed it opened an empty mirror"
+    );
+    store.record_rebuild(RebuildSummary::default());
+    assert!(!store.needs_rebuild());
 }
 
 /// A record the database refuses (here: a trigger standing in for a

@@ -162,6 +162,11 @@ impl Store {
             Err(e) => return Err(e),
         };
         let shared = Arc::new(Shared::new(health));
+        if let Some(c) = &conn
+            && writer::mirror_is_empty(c).unwrap_or(false)
+        {
+            shared.needs_rebuild.store(true, Ordering::Relaxed);
+        }
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             path: path.to_owned(),
@@ -254,6 +259,10 @@ impl Store {
     /// Record that the mirror was rebuilt from the cluster: a `mirror_rebuilt`
     /// audit row with the counts, and `mirror_state.last_rebuild`.
     pub fn record_rebuild(&self, summary: RebuildSummary) {
+        self.inner
+            .shared
+            .needs_rebuild
+            .store(false, Ordering::Relaxed);
         let details = serde_json::json!({
             "reason": summary.reason,
             "cas": summary.cas,
@@ -287,6 +296,15 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.send(Op::Flush(tx))?;
         rx.await.map_err(|_| StoreError::WriterStopped)
+    }
+
+    /// True when the writer has opened a database whose CA, certificate and
+    /// CRL tables were empty (a new file, a lost volume, a file deleted while
+    /// running, or a volume that only appeared after start) and no
+    /// [`Store::record_rebuild`] has happened since. Cheap: poll it
+    /// periodically and rebuild the mirror from the cluster when it is set.
+    pub fn needs_rebuild(&self) -> bool {
+        self.inner.shared.needs_rebuild.load(Ordering::Relaxed)
     }
 
     /// Ok, or Degraded with the reason. Cheap; call it from `/readyz`.

@@ -85,6 +85,9 @@ pub(crate) struct Shared {
     /// False once the writer thread has ended (normally only after every
     /// handle is dropped; earlier means it panicked).
     pub writer_alive: AtomicBool,
+    /// Set when a database with empty mirror tables was opened (new file,
+    /// lost volume); cleared by `Store::record_rebuild`.
+    pub needs_rebuild: AtomicBool,
 }
 
 impl Shared {
@@ -96,6 +99,7 @@ impl Shared {
             rejected: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             writer_alive: AtomicBool::new(true),
+            needs_rebuild: AtomicBool::new(false),
         }
     }
 
@@ -246,11 +250,25 @@ impl Writer {
         }
         if self.conn.is_none() {
             let (conn, _) = open_rw(&self.path, self.opts.busy_timeout)?;
+            if mirror_is_empty(&conn).unwrap_or(false) {
+                self.shared.needs_rebuild.store(true, Ordering::Relaxed);
+            }
             self.file_id = file_id(&self.path).ok();
             self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or(StoreError::WriterStopped)
     }
+}
+
+/// True when the CA, certificate and CRL tables hold no rows.
+pub(crate) fn mirror_is_empty(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT NOT (EXISTS (SELECT 1 FROM certificate_authorities)
+                  OR EXISTS (SELECT 1 FROM certificates)
+                  OR EXISTS (SELECT 1 FROM crls))",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// (device, inode) of the file at `path`.
