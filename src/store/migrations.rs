@@ -191,6 +191,12 @@ pub(crate) fn open_rw(
     configure(&conn, path, busy_timeout, true)?;
     check_integrity(&conn, path)?;
     let applied = migrate(&mut conn, path)?;
+    // Refresh planner statistics where they are stale (cheap; what SQLite
+    // recommends for long-lived connections), so e.g. `--expiring-within`
+    // picks the notAfter index on a large mirror.
+    if let Err(e) = conn.execute_batch("PRAGMA optimize = 0x10002") {
+        tracing::debug!(db = %path.display(), error = %e, "PRAGMA optimize failed");
+    }
     Ok((conn, applied))
 }
 
