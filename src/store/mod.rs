@@ -11,8 +11,18 @@
 //!   subcommands as library functions plus their clap `Args`.
 //!
 //! The cluster is the source of truth; if [`Store::is_empty_mirror`] says so
-//! at start, the operator re-upserts everything it finds in the cluster
-//! (upserts are idempotent) and calls [`Store::record_rebuild`].
+//! at start — or [`Store::needs_rebuild`] turns true later (the volume only
+//! appeared after start, or the file was deleted while running) — the
+//! operator re-upserts everything it finds in the cluster (upserts are
+//! idempotent; revocations are sticky) and calls [`Store::record_rebuild`].
+//!
+//! Failure behaviour: a corrupt file, a database from a newer signet or a
+//! failing migration make [`Store::open`] fail (refuse to start, with the
+//! file and the recovery command in the message). Operational failures —
+//! missing, read-only, full or locked volume, file moved away — never do:
+//! writes stay queued in memory, [`Store::health`] is `Degraded` with the
+//! reason, the error is logged once per interval, and the writer catches up
+//! when the database is usable again.
 //!
 //! Durability: WAL with `synchronous=NORMAL`. A committed write survives the
 //! process being killed (the crash test SIGKILLs a writer mid-burst); only an
