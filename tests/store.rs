@@ -266,15 +266,15 @@ async fn mirror_upserts_are_idempotent_and_track_lifecycle() {
         .expect("list");
     assert_eq!(all.len(), 4, "{all:#?}");
     let by_serial = |s: &str| all.iter().find(|r| r.serial == s).expect(s).clone();
-    assert_eq!(by_serial("a0b").status, CertStatus::Revoked);
-    assert_eq!(by_serial("a0b").revoked_at, Some(NOW + 10));
-    assert_eq!(by_serial("c0d").status, CertStatus::Active);
-    assert_eq!(by_serial("c0d").revision, 2);
+    assert_eq!(by_serial("0a0b").status, CertStatus::Revoked);
+    assert_eq!(by_serial("0a0b").revoked_at, Some(NOW + 10));
+    assert_eq!(by_serial("0c0d").status, CertStatus::Active);
+    assert_eq!(by_serial("0c0d").revision, 2);
     assert_eq!(by_serial("ff").status, CertStatus::Revoked);
 
     let revoked = store.revoked_serials("root").await.expect("revoked");
     let serials: Vec<_> = revoked.iter().map(|r| r.serial.as_str()).collect();
-    assert_eq!(serials, ["a0b", "ff"]);
+    assert_eq!(serials, ["0a0b", "ff"]);
     assert_eq!(revoked[1].reason.as_deref(), Some("keyCompromise"));
     assert_eq!(store.latest_crl_number("root").await.expect("crl"), Some(2));
     assert_eq!(store.latest_crl_number("nope").await.expect("crl"), None);
@@ -285,7 +285,7 @@ async fn mirror_upserts_are_idempotent_and_track_lifecycle() {
     assert_eq!(cas.len(), 2);
     let root = cas.iter().find(|c| c.name == "root").expect("root");
     assert_eq!(root.key_spec.as_deref(), Some("ECC_NIST_P256"));
-    assert_eq!(root.serial.as_deref(), Some("1"));
+    assert_eq!(root.serial.as_deref(), Some("01"));
     let inter = cas
         .iter()
         .find(|c| c.name == "intermediate")

@@ -498,18 +498,27 @@ pub struct RebuildSummary {
     pub crls: u64,
 }
 
-/// Normalise a serial: lowercase hex, no `:` or whitespace, no leading zeros
-/// (a single `0` stays).
+/// Normalise a serial to the form the store keys on: lowercase hex of the
+/// unsigned value, without `:`/space/`-` separators or a `0x` prefix,
+/// without redundant leading zero bytes, and of even length (so it always
+/// hex-decodes to the serial's bytes): `00:A1:0B` → `a10b`, `0xF` → `0f`.
 pub fn normalize_serial(serial: &str) -> String {
     let cleaned: String = serial
         .chars()
         .filter(|c| !matches!(c, ':' | ' ' | '-'))
         .flat_map(|c| c.to_lowercase())
         .collect();
-    let cleaned = cleaned.strip_prefix("0x").unwrap_or(&cleaned).to_owned();
+    let cleaned = cleaned.strip_prefix("0x").unwrap_or(&cleaned);
     let trimmed = cleaned.trim_start_matches('0');
-    if trimmed.is_empty() && !cleaned.is_empty() {
-        "0".to_owned()
+    if trimmed.is_empty() {
+        return if cleaned.is_empty() {
+            String::new()
+        } else {
+            "00".to_owned()
+        };
+    }
+    if trimmed.len() % 2 == 1 {
+        format!("0{trimmed}")
     } else {
         trimmed.to_owned()
     }
@@ -550,9 +559,13 @@ mod tests {
 
     #[test]
     fn serials_are_normalised() {
-        assert_eq!(normalize_serial("0A:1b:FF"), "a1bff");
-        assert_eq!(normalize_serial("00"), "0");
+        assert_eq!(normalize_serial("0A:1b:FF"), "0a1bff");
+        assert_eq!(normalize_serial("00:A1:0B"), "a10b");
+        assert_eq!(normalize_serial("00"), "00");
         assert_eq!(normalize_serial("0x00fe"), "fe");
+        assert_eq!(normalize_serial("0x0f0"), "f0");
+        assert_eq!(normalize_serial("1"), "01");
+        assert_eq!(normalize_serial(""), "");
     }
 
     #[test]

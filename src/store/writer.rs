@@ -439,6 +439,8 @@ fn apply_op(conn: &Connection, op: &Op, head: &mut Head, now: i64) -> rusqlite::
 
 fn insert_audit(conn: &Connection, e: &AuditEvent, head: &mut Head) -> rusqlite::Result<i64> {
     let id = head.0 + 1;
+    // Same spelling as the mirror tables, however the caller wrote it.
+    let serial = e.serial.as_deref().map(normalize_serial);
     let details = serde_json::to_string(&e.details)
         .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
     let row = ChainedRow {
@@ -451,7 +453,7 @@ fn insert_audit(conn: &Connection, e: &AuditEvent, head: &mut Head) -> rusqlite:
         object_name: e.object.name.as_deref(),
         object_uid: e.object.uid.as_deref(),
         ca: e.ca.as_deref(),
-        serial: e.serial.as_deref(),
+        serial: serial.as_deref(),
         outcome: e.outcome.as_str(),
         details: &details,
     };
