@@ -11,13 +11,14 @@ export CARGO_TERM_COLOR ?= never
 # control plane per test binary.
 TEST_THREADS ?= 2
 
-.PHONY: all build release testenv test test-rust lint fmt clippy crds demo demo-down leak-check version-check help
+.PHONY: all build release testenv test test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help
 
 help:
 	@echo "make demo     run Signet end to end on this machine"
 	@echo "make test     set up the test environment and run the whole suite"
 	@echo "make testenv  build etcd, kube-apiserver, kubectl, local-kms, helm, zlint, pkilint"
 	@echo "make crds     regenerate crds/ and the chart's crds/ from the Rust types"
+	@echo "make readme   regenerate the README's CRD reference from the Rust types"
 
 build:
 	cargo build --locked --bins
@@ -45,7 +46,7 @@ test: testenv lint
 	export SIGNET_TEST_STATE="$$state"; \
 	export SIGNET_TESTENV_BIN="$$(hack/testenv.sh dir)/bin"; \
 	cargo build --locked -p signet-testenv --bins; \
-	rc=0; cargo test --locked --workspace -- --test-threads=$(TEST_THREADS) || rc=$$?; \
+	rc=0; cargo test --locked --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || rc=$$?; \
 	hack/leak-check.sh "$$state" || rc=1; \
 	rm -rf "$$state"; exit $$rc
 	$(MAKE) --no-print-directory version-check
@@ -57,6 +58,9 @@ version-check: release
 crds:
 	cargo run --quiet --bin signet -- crds --split crds
 	cargo run --quiet --bin signet -- crds --split charts/signet/crds
+
+readme:
+	hack/update-readme.sh
 
 demo: testenv
 	hack/demo.sh

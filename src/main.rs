@@ -26,6 +26,9 @@ enum Command {
         /// Write one file per CRD into this folder instead of printing.
         #[arg(long)]
         split: Option<PathBuf>,
+        /// Print the Markdown field reference (README) instead.
+        #[arg(long)]
+        reference: bool,
     },
     /// Revoke a Certificate: `signet revoke <namespace>/<name> --reason R`.
     Revoke(signet::controller::cli::RevokeArgs),
@@ -41,7 +44,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => signet::controller::run_blocking(*args),
-        Command::Crds { split } => crds(split),
+        Command::Crds { split, reference } => {
+            if reference {
+                print!("{}", signet::api::reference_markdown());
+                Ok(())
+            } else {
+                crds(split)
+            }
+        }
         Command::Revoke(args) => signet::controller::cli::revoke_blocking(args),
         Command::Audit(args) => {
             signet::store::cli::run_audit(&args, &mut std::io::stdout()).map_err(Into::into)

@@ -329,6 +329,9 @@ pub struct CertificateAuthorityStatus {
     /// Consecutive failed attempts (reset on success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_attempts: Option<u32>,
+    /// Time of the last failed attempt (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -711,4 +714,91 @@ pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
             Ok((format!("{name}.yaml"), yaml))
         })
         .collect()
+}
+
+/// Markdown reference of every spec field, generated from the same doc
+/// comments `kubectl explain` shows. The README embeds it between
+/// `<!-- crd-reference:start -->` and `<!-- crd-reference:end -->`; a test
+/// keeps them equal (`signet crds --reference` prints it).
+pub fn reference_markdown() -> String {
+    fn walk(v: &serde_json::Value, path: &str, required: &[String], out: &mut Vec<String>) {
+        let Some(props) = v.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        let req: Vec<String> = v
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = required;
+        for (k, child) in props {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            let mut ty = child
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("object")
+                .to_string();
+            if let Some(e) = child.get("enum").and_then(|e| e.as_array()) {
+                let vals: Vec<String> = e
+                    .iter()
+                    .filter_map(|x| x.as_str().map(|s| format!("`{s}`")))
+                    .collect();
+                ty = vals.join(", ");
+            }
+            if ty == "array"
+                && let Some(it) = child
+                    .get("items")
+                    .and_then(|i| i.get("type"))
+                    .and_then(|t| t.as_str())
+            {
+                ty = format!("[]{it}");
+            }
+            let desc = child
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .replace('\n', " ")
+                .replace('|', "\\|");
+            let mark = if req.contains(k) { " (required)" } else { "" };
+            out.push(format!("| `{p}`{mark} | {ty} | {desc} |"));
+            if p.ends_with("selector") {
+                continue;
+            }
+            walk(child, &p, &req, out);
+            if let Some(items) = child.get("items") {
+                walk(items, &format!("{p}[]"), &[], out);
+            }
+        }
+    }
+    let mut md = String::new();
+    for crd in crds() {
+        let v = serde_json::to_value(&crd).unwrap_or_default();
+        let kind = v["spec"]["names"]["kind"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let scope = v["spec"]["scope"].as_str().unwrap_or("?").to_string();
+        let short = v["spec"]["names"]["shortNames"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let schema = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+        md.push_str(&format!(
+            "#### {kind} (`signet.dev/v1alpha1`, {scope}, short name `{short}`)\n\n| field | type | description |\n|---|---|---|\n"
+        ));
+        let mut rows = Vec::new();
+        walk(&schema["spec"], "spec", &[], &mut rows);
+        walk(&schema["status"], "status", &[], &mut rows);
+        md.push_str(&rows.join("\n"));
+        md.push_str("\n\n");
+    }
+    md
 }

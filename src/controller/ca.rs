@@ -263,6 +263,17 @@ async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<A
 async fn reconcile_inner(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let name = ca.name_any();
+    if let Some(st) = &ca.status
+        && let Some(wait) = super::backoff_gate(
+            st.failed_attempts,
+            st.last_failure_time.as_deref(),
+            st.observed_generation,
+            ca.meta().generation,
+            now,
+        )
+    {
+        return Ok(Action::requeue(wait));
+    }
     let plan = validate(ca)?;
     let hash = spec_hash(ca);
     let parent = match &ca.spec.issuer_ref {
@@ -379,9 +390,14 @@ async fn reconcile_inner(ca: &CertificateAuthority, ctx: &Context) -> Result<Act
         fingerprint_sha256: Some(fingerprint),
         spec_hash: Some(hash),
         failed_attempts: None,
+        last_failure_time: None,
     };
     if ca.status.as_ref() != Some(&new_status) {
-        patch_status(ctx, &name, json!({ "status": new_status })).await?;
+        let mut body = json!({ "status": new_status });
+        // A merge patch omits `None`: clear failure bookkeeping explicitly.
+        body["status"]["failedAttempts"] = serde_json::Value::Null;
+        body["status"]["lastFailureTime"] = serde_json::Value::Null;
+        patch_status(ctx, &name, body).await?;
     }
     ctx.ca_certs
         .write()
@@ -547,12 +563,7 @@ async fn fail(ca: &CertificateAuthority, ctx: &Context, err: Error) -> Result<Ac
     };
     warn!(reason, error = %message, "CertificateAuthority not ready");
     if changed {
-        let etype = if err.is_retryable() {
-            EventType::Warning
-        } else {
-            EventType::Warning
-        };
-        publish_event(ctx, ca, etype, reason, message.clone()).await;
+        publish_event(ctx, ca, EventType::Warning, reason, message.clone()).await;
         if matches!(err, Error::Kms(_) | Error::Pki(_)) {
             ctx.store.audit(audit(
                 ca,
@@ -577,6 +588,7 @@ async fn fail(ca: &CertificateAuthority, ctx: &Context, err: Error) -> Result<Ac
     }});
     if attempts > 0 {
         body["status"]["failedAttempts"] = json!(attempts);
+        body["status"]["lastFailureTime"] = json!(rfc3339(now));
     }
     if changed || attempts > 0 {
         patch_status(ctx, &ca.name_any(), body).await?;

@@ -320,6 +320,18 @@ async fn reconcile_inner(cert: &Certificate, ctx: &Context) -> Result<Action, Er
     let now = ctx.clock.now();
     let ns = cert.namespace().unwrap_or_default();
     let name = cert.name_any();
+    if let Some(st) = &cert.status
+        && let Some(wait) = super::backoff_gate(
+            st.failed_issuance_attempts,
+            st.last_failure_time.as_deref(),
+            st.observed_generation,
+            cert.meta().generation,
+            now,
+        )
+        && cert.annotations().get(REVOKE_ANNOTATION).is_none()
+    {
+        return Ok(Action::requeue(wait));
+    }
     let plan = validate(cert)?;
     let (ca_obj, ca) = ca::ready_ca(ctx, &cert.spec.issuer_ref.name).await?;
     check_policy(ctx, cert, &ca_obj, &plan).await?;
@@ -391,7 +403,7 @@ async fn reconcile_inner(cert: &Certificate, ctx: &Context) -> Result<Action, Er
             spec_hash: Some(hash),
         };
         if cert.status.as_ref() != Some(&new_status) {
-            patch_status(ctx, &ns, &name, json!({ "status": new_status })).await?;
+            patch_status(ctx, &ns, &name, cleared(json!({ "status": new_status }))).await?;
         }
         if request.is_some() {
             clear_revoke_annotation(ctx, &ns, &name).await?;
@@ -459,7 +471,7 @@ async fn reconcile_inner(cert: &Certificate, ctx: &Context) -> Result<Action, Er
         revocation_time: None,
         spec_hash: Some(hash),
     };
-    patch_status(ctx, &ns, &name, json!({ "status": new_status })).await?;
+    patch_status(ctx, &ns, &name, cleared(json!({ "status": new_status }))).await?;
     if request.is_some() {
         clear_revoke_annotation(ctx, &ns, &name).await?;
     }
@@ -827,6 +839,14 @@ async fn revoke_declared(
         patch_status(ctx, &ns, &cert.name_any(), json!({ "status": new_status })).await?;
     }
     Ok(Action::await_change())
+}
+
+/// A merge patch omits `None` fields; failure bookkeeping must be removed
+/// explicitly once an issuance succeeds.
+fn cleared(mut body: serde_json::Value) -> serde_json::Value {
+    body["status"]["failedIssuanceAttempts"] = serde_json::Value::Null;
+    body["status"]["lastFailureTime"] = serde_json::Value::Null;
+    body
 }
 
 async fn clear_revoke_annotation(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {

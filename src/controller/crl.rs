@@ -227,7 +227,10 @@ async fn reconcile_inner(crl: &CRL, ctx: &Context) -> Result<Action, Error> {
         .unwrap_or(0);
     let next_update = ann(ANN_NEXT_UPDATE).and_then(|s| conditions::parse_rfc3339(&s));
     let refresh_at = next_update.map(|n| n - time::Duration::try_from(refresh).unwrap_or_default());
+    let spec_changed =
+        crl.status.as_ref().and_then(|s| s.observed_generation) != crl.meta().generation;
     let due = published_der.is_none()
+        || spec_changed
         || ann(ANN_CONTENT).as_deref() != Some(&hash)
         || refresh_at.is_none_or(|t| now >= t);
 

@@ -225,10 +225,38 @@ impl Error {
 /// Backoff after `attempts` consecutive failures: 5 s doubling to 5 min,
 /// with up to 20% jitter.
 pub fn backoff(attempts: u32) -> Duration {
-    let base = 5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(6));
-    let capped = base.min(300);
+    let capped = backoff_base(attempts).as_secs();
     let jitter = rand::random::<u64>() % (capped * 200 + 1);
     Duration::from_millis(capped * 1000 + jitter)
+}
+
+/// Base backoff (no jitter) after `attempts` consecutive failures.
+pub fn backoff_base(attempts: u32) -> Duration {
+    Duration::from_secs(
+        5u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(6))
+            .min(300),
+    )
+}
+
+/// Backoff gate: our own status patch after a failure wakes the controller
+/// again at once; without this, a failing object would be retried in a hot
+/// loop. Returns how long to wait when the last failure is too recent and
+/// the spec did not change since.
+pub fn backoff_gate(
+    attempts: Option<u32>,
+    last_failure: Option<&str>,
+    observed_generation: Option<i64>,
+    generation: Option<i64>,
+    now: time::OffsetDateTime,
+) -> Option<Duration> {
+    let attempts = attempts.filter(|a| *a > 0)?;
+    if observed_generation != generation {
+        return None;
+    }
+    let last = conditions::parse_rfc3339(last_failure?)?;
+    let elapsed = now - last;
+    let wait = time::Duration::try_from(backoff_base(attempts)).ok()? - elapsed;
+    (wait > time::Duration::ZERO).then(|| Duration::from_secs(wait.whole_seconds().max(1) as u64))
 }
 
 /// Parses a key spec name.
@@ -311,6 +339,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(error = %e, "mirror rebuild failed; continuing (the mirror catches up as objects reconcile)");
     }
 
+    tokio::spawn(rebuild::keep_rebuilt(ctx.clone()));
     let concurrency = args.concurrency.max(1);
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -328,8 +357,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ = shutdown => info!("shutting down"),
     }
     ctx.metrics.set_ready(false);
-    if let Err(e) = ctx.store.flush().await {
-        warn!(error = %e, "could not flush the database on shutdown");
+    // Bounded: a degraded store would wait for the disk forever.
+    match tokio::time::timeout(Duration::from_secs(10), ctx.store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "could not flush the database on shutdown"),
+        Err(_) => warn!("database flush timed out on shutdown; queued audit rows were not written"),
     }
     http.abort();
     Ok(())
@@ -350,4 +382,41 @@ where
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff_base(1), Duration::from_secs(5));
+        assert_eq!(backoff_base(2), Duration::from_secs(10));
+        assert_eq!(backoff_base(3), Duration::from_secs(20));
+        assert_eq!(backoff_base(30), Duration::from_secs(300));
+        let b = backoff(2);
+        assert!(b >= Duration::from_secs(10) && b <= Duration::from_secs(12));
+    }
+
+    #[test]
+    fn gate_holds_a_recent_failure_and_releases_on_spec_change() {
+        let t = |s| time::OffsetDateTime::from_unix_timestamp(s).unwrap();
+        let last = conditions::rfc3339(t(1000));
+        assert_eq!(
+            backoff_gate(Some(2), Some(&last), Some(1), Some(1), t(1003)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            backoff_gate(Some(2), Some(&last), Some(1), Some(1), t(1010)),
+            None
+        );
+        assert_eq!(
+            backoff_gate(Some(2), Some(&last), Some(1), Some(2), t(1003)),
+            None
+        );
+        assert_eq!(
+            backoff_gate(None, Some(&last), Some(1), Some(1), t(1003)),
+            None
+        );
+    }
 }

@@ -20,9 +20,28 @@ pub async fn rebuild_if_empty(ctx: &Context) -> Result<bool, Error> {
         .is_empty_mirror()
         .await
         .map_err(|e| Error::Other(e.to_string()))?;
-    if !empty {
+    if !empty && !ctx.store.needs_rebuild() {
         return Ok(false);
     }
+    rebuild(ctx).await?;
+    Ok(true)
+}
+
+/// Watches for a database that appears empty while running (a volume
+/// mounted late, a file deleted or replaced) and rebuilds it.
+pub async fn keep_rebuilt(ctx: std::sync::Arc<Context>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        if ctx.store.needs_rebuild()
+            && let Err(e) = rebuild(&ctx).await
+        {
+            tracing::warn!(error = %e, "mirror rebuild failed; will retry");
+        }
+    }
+}
+
+/// Rebuilds the CA / certificate / CRL tables from the cluster.
+pub async fn rebuild(ctx: &Context) -> Result<(), Error> {
     let now = ctx.clock.now();
     let mut summary = RebuildSummary {
         time_ms: unix_ms(now),
@@ -116,8 +135,18 @@ pub async fn rebuild_if_empty(ctx: &Context) -> Result<bool, Error> {
         });
         summary.certificates += 1;
     }
-    let cms: Api<ConfigMap> = Api::all(ctx.client.clone());
-    for cm in cms.list(&ListParams::default().labels(LABEL_CRL)).await? {
+    // Only the ConfigMaps CRLs publish to (RBAC grants no cluster-wide
+    // ConfigMap access).
+    let crls: Api<crate::api::CRL> = Api::all(ctx.client.clone());
+    for crl in crls.list(&ListParams::default()).await? {
+        let (ns, name) = super::crl::target(&crl, &ctx.namespace);
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+        let Some(cm) = cms.get_opt(&name).await? else {
+            continue;
+        };
+        if !cm.labels().contains_key(LABEL_CRL) {
+            continue;
+        }
         let Some(der) = cm.binary_data.as_ref().and_then(|b| b.get("ca.crl")) else {
             continue;
         };
@@ -161,8 +190,7 @@ pub async fn rebuild_if_empty(ctx: &Context) -> Result<bool, Error> {
         "mirror rebuilt from the cluster"
     );
     ctx.store.record_rebuild(summary);
-    let _ = ctx.store.flush().await;
-    Ok(true)
+    Ok(())
 }
 
 fn crl_times(der: &[u8]) -> Option<(i64, i64)> {

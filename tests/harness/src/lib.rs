@@ -162,8 +162,10 @@ fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        if let Some(sup) = SUPERVISOR_LOGS.get() {
-            if let Ok(logs) = sup.lock() {
+        if let Some(sup) = SUPERVISOR_LOGS.get()
+            && let Ok(logs) = sup.lock()
+        {
+            {
                 for (name, path) in logs.iter() {
                     eprintln!("----- last lines of {name} ({}) -----", path.display());
                     eprintln!("{}", tail(path, 25));
@@ -187,6 +189,17 @@ fn state_root() -> PathBuf {
     std::env::var("SIGNET_TEST_STATE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("signet-test"))
+}
+
+/// Spawns a supervised child (killed when the test binary exits, however
+/// it exits) whose stdout+stderr go to `log`. Returns its pid.
+pub fn spawn_supervised(name: &str, cmd: Command, log: &Path) -> Result<u32> {
+    spawn(name, cmd, log)
+}
+
+/// Whether a supervised child is still running.
+pub fn is_running(pid: u32) -> bool {
+    alive(pid)
 }
 
 /// Spawns a supervised child whose stdout+stderr go to `log`.
@@ -234,10 +247,15 @@ fn alive(pid: u32) -> bool {
 /// Stops the supervised child with `pid` (SIGKILL to its process group).
 pub fn kill(pid: u32) {
     let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{pid}")])
+        .args(["-s", "KILL", "--", &format!("-{pid}")])
         .status();
-    if let Ok(mut sup) = supervisor().lock() {
-        if let Some(c) = sup.children.iter_mut().find(|c| c.id() == pid) {
+    if let Ok(mut sup) = supervisor().lock()
+        && let Some(c) = sup.children.iter_mut().find(|c| c.id() == pid)
+    {
+        {
+            // The group kill covers grandchildren; this covers the child even
+            // if the group kill failed, so the wait below cannot hang.
+            let _ = c.kill();
             let _ = c.wait();
         }
     }

@@ -1,0 +1,277 @@
+//! Shared helpers of the controller tests: run the real operator binary
+//! against the test control plane, apply YAML, wait for conditions.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use signet::api::{CRL, Certificate, CertificateAuthority};
+use signet_testenv::TestEnv;
+
+/// A running `signet run` process.
+pub struct Operator {
+    /// Process id.
+    pub pid: u32,
+    /// Its log.
+    pub log: PathBuf,
+    /// Its database file.
+    pub db: PathBuf,
+    /// Its namespace.
+    pub namespace: String,
+    /// HTTP port.
+    pub port: u16,
+}
+
+impl Operator {
+    /// Starts the operator with namespace `ns`, database `db` and KMS at
+    /// `kms_endpoint`.
+    pub fn start(env: &TestEnv, ns: &str, db: &Path, kms_endpoint: &str) -> Operator {
+        let port = signet_testenv::free_port();
+        let log = db.with_extension(format!("op-{port}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signet"));
+        cmd.arg("run");
+        for (k, v) in env.child_env() {
+            cmd.env(k, v);
+        }
+        cmd.env("SIGNET_KMS_ENDPOINT", kms_endpoint)
+            .env("SIGNET_NAMESPACE", ns)
+            .env("SIGNET_DB", db)
+            .env("SIGNET_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("SIGNET_LOG_FORMAT", "text")
+            .env("SIGNET_LOG_LEVEL", "info")
+            .env("SIGNET_CONCURRENCY", "4");
+        let pid = signet_testenv::spawn_supervised("signet-operator", cmd, &log)
+            .expect("starting the operator");
+        let op = Operator {
+            pid,
+            log,
+            db: db.to_path_buf(),
+            namespace: ns.to_string(),
+            port,
+        };
+        let start = Instant::now();
+        while op.http_get("/readyz").is_none_or(|(s, _)| s != 200) {
+            assert!(
+                signet_testenv::is_running(pid),
+                "operator exited:\n{}",
+                op.log_tail()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "operator not ready in 60s:\n{}",
+                op.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        op
+    }
+
+    /// Stops the operator (SIGKILL: the harshest restart).
+    pub fn kill(&self) {
+        signet_testenv::kill(self.pid);
+    }
+
+    /// Last lines of the operator's log.
+    pub fn log_tail(&self) -> String {
+        signet_testenv::tail(&self.log, 40)
+    }
+
+    /// GET on the operator's HTTP server.
+    pub fn http_get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&buf[..split]).to_string();
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, buf[split + 4..].to_vec()))
+    }
+}
+
+/// `kubectl apply -f -` with `yaml`; returns Ok(stdout) or Err(stderr).
+pub fn apply(env: &TestEnv, yaml: &str) -> Result<String, String> {
+    let mut child = env
+        .kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("writing yaml");
+    let out = child.wait_with_output().expect("kubectl output");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Polls `f` until it returns Some or `timeout` passes (then panics with
+/// `what` and the operator's log).
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    op: Option<&Operator>,
+    mut f: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            let log = op.map(|o| o.log_tail()).unwrap_or_default();
+            panic!(
+                "timed out after {}s waiting for {what}\noperator log:\n{log}",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The `Ready` condition of a status's conditions: (status, reason, message).
+pub fn ready(
+    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<(String, String, String)> {
+    conds
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until CA `name` has Ready=`want_status` (and reason, if given).
+pub async fn wait_ca(
+    client: &kube::Client,
+    name: &str,
+    want: (&str, Option<&str>),
+    op: &Operator,
+) -> CertificateAuthority {
+    let api: Api<CertificateAuthority> = Api::all(client.clone());
+    wait_for(
+        &format!("CertificateAuthority {name} Ready={want:?}"),
+        Duration::from_secs(60),
+        Some(op),
+        || {
+            let api = api.clone();
+            async move {
+                let ca = api.get_opt(name).await.ok()??;
+                let conds = ca.status.clone()?.conditions;
+                let (s, r, _) = ready(&conds)?;
+                (s == want.0 && want.1.is_none_or(|w| w == r)).then_some(ca)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until Certificate `ns/name` has Ready=`want` (and reason).
+pub async fn wait_cert(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    want: (&str, Option<&str>),
+    op: &Operator,
+) -> Certificate {
+    let api: Api<Certificate> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("Certificate {ns}/{name} Ready={want:?}"),
+        Duration::from_secs(60),
+        Some(op),
+        || {
+            let api = api.clone();
+            async move {
+                let c = api.get_opt(name).await.ok()??;
+                let conds = c.status.clone()?.conditions;
+                let (s, r, _) = ready(&conds)?;
+                (s == want.0 && want.1.is_none_or(|w| w == r)).then_some(c)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until CRL `name` is Ready with number >= `min_number`.
+pub async fn wait_crl(client: &kube::Client, name: &str, min_number: i64, op: &Operator) -> CRL {
+    let api: Api<CRL> = Api::all(client.clone());
+    wait_for(
+        &format!("CRL {name} number >= {min_number}"),
+        Duration::from_secs(60),
+        Some(op),
+        || {
+            let api = api.clone();
+            async move {
+                let c = api.get_opt(name).await.ok()??;
+                let st = c.status.clone()?;
+                let (s, _, _) = ready(&st.conditions)?;
+                (s == "True" && st.crl_number.unwrap_or(0) >= min_number).then_some(c)
+            }
+        },
+    )
+    .await
+}
+
+/// The Secret's `key` as text.
+pub fn secret_text(s: &Secret, key: &str) -> String {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default()
+}
+
+/// A root CA manifest.
+pub fn root_ca(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: signet.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {{name: {name}}}\nspec:\n  commonName: {name} Root\n  subject: {{organizations: [Signet Tests]}}\n{extra}"
+    )
+}
+
+/// An intermediate CA manifest.
+pub fn intermediate_ca(name: &str, parent: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: signet.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {{name: {name}}}\nspec:\n  issuerRef: {{name: {parent}}}\n  commonName: {name} Intermediate\n  maxPathLength: 0\n{extra}"
+    )
+}
+
+/// A Certificate manifest.
+pub fn certificate(ns: &str, name: &str, issuer: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: signet.dev/v1alpha1\nkind: Certificate\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  issuerRef: {{name: {issuer}}}\n  secretName: {name}-tls\n{extra}"
+    )
+}
+
+/// A CRL manifest publishing into `ns`.
+pub fn crl(name: &str, ca: &str, ns: &str) -> String {
+    format!(
+        "apiVersion: signet.dev/v1alpha1\nkind: CRL\nmetadata: {{name: {name}}}\nspec:\n  caRef: {{name: {ca}}}\n  publish: {{namespace: {ns}}}\n"
+    )
+}
+
+/// Unique suffix for cluster-scoped names in this test binary.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 10000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
