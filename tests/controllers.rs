@@ -66,7 +66,19 @@ async fn root_intermediate_and_server_certificate_verify_and_lint_clean() {
     let client = env.client().await;
     let (root, inter) = (unique("root"), unique("inter"));
     apply(env, &root_ca(&root, "  kms: {keySpec: ECC_NIST_P384}\n")).unwrap();
-    apply(env, &intermediate_ca(&inter, &root, "")).unwrap();
+    // Certificates carry where to find the CRL, the OCSP responder and the
+    // issuer (zlint requires them for TLS server certificates).
+    apply(
+        env,
+        &intermediate_ca(
+            &inter,
+            &root,
+            &format!(
+                "  crlDistributionPoints: [http://signet.example/crl/{inter}.crl]\n  ocspServers: [http://signet.example/ocsp]\n  issuingCertificateURLs: [http://signet.example/ca/{inter}.pem]\n"
+            ),
+        ),
+    )
+    .unwrap();
     apply(
         env,
         &certificate(
@@ -863,5 +875,61 @@ async fn operations_leave_audit_rows_and_metrics() {
     assert!(
         !metrics.contains(ns.name()),
         "no object names in metric labels"
+    );
+}
+
+/// Finalizers only where cleanup is real: a default CA has none (deleting
+/// it never waits for the operator); with `deletionPolicy:
+/// ScheduleDeletion` the created key is scheduled for deletion in KMS.
+#[tokio::test]
+async fn ca_deletion_schedules_key_deletion_only_when_asked() {
+    use signet::api::CertificateAuthority;
+    let env = signet_testenv::env();
+    let op = operator();
+    let client = env.client().await;
+    let (keep, drop) = (unique("keep"), unique("drop"));
+    apply(env, &root_ca(&keep, "")).unwrap();
+    apply(
+        env,
+        &root_ca(&drop, "  kms: {deletionPolicy: ScheduleDeletion}\n"),
+    )
+    .unwrap();
+    let kept = wait_ca(&client, &keep, ("True", None), op).await;
+    let dropped = wait_ca(&client, &drop, ("True", None), op).await;
+    assert!(kept.metadata.finalizers.unwrap_or_default().is_empty());
+    assert_eq!(
+        dropped.metadata.finalizers.clone().unwrap_or_default(),
+        vec!["signet.dev/kms-key-deletion".to_string()]
+    );
+    let arn = dropped.status.unwrap().kms_key_arn.unwrap();
+    let api: Api<CertificateAuthority> = Api::all(client.clone());
+    api.delete(&drop, &DeleteParams::default()).await.unwrap();
+    api.delete(&keep, &DeleteParams::default()).await.unwrap();
+    wait_for("CA gone", Duration::from_secs(30), Some(op), || {
+        let api = api.clone();
+        let drop = drop.clone();
+        async move { api.get_opt(&drop).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let creds = aws_sdk_kms::config::Credentials::new("test", "test", None, None, "test");
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(env.kms.region.clone()))
+            .endpoint_url(&env.kms.endpoint)
+            .credentials_provider(creds)
+            .build(),
+    );
+    let meta = kms
+        .describe_key()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        meta.key_state,
+        Some(aws_sdk_kms::types::KeyState::PendingDeletion)
     );
 }

@@ -279,7 +279,11 @@ pub struct CertificateAuthoritySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ocsp_servers: Vec<String>,
     /// CA issuers URLs (AIA) where this CA's certificate can be downloaded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        rename = "issuingCertificateURLs"
+    )]
     pub issuing_certificate_urls: Vec<String>,
 }
 

@@ -14,7 +14,8 @@ use tracing::{info, instrument, warn};
 use super::conditions::{self, Cond, rfc3339};
 use super::{Context, Error};
 use crate::api::{
-    CONDITION_READY, CertificateAuthority, CertificateAuthorityStatus, KmsKeySpec, duration,
+    CONDITION_READY, CertificateAuthority, CertificateAuthorityStatus, KeyDeletionPolicy,
+    KmsKeySpec, duration,
 };
 use crate::kms::{KeySpec, KmsSigner, SignError, Signer};
 use crate::pki::{self, CaRequest, IssuedCert, IssuerInfo, IssuerProfile};
@@ -248,8 +249,105 @@ fn needs_issuance(
     }
 }
 
+/// Finalizer held only by CAs with `kms.deletionPolicy: ScheduleDeletion`
+/// whose key Signet created: the one cleanup that is real.
+pub const FINALIZER: &str = "signet.dev/kms-key-deletion";
+
+fn wants_finalizer(ca: &CertificateAuthority) -> bool {
+    ca.spec.kms.deletion_policy == Some(KeyDeletionPolicy::ScheduleDeletion)
+        && ca.spec.kms.key_id.is_none()
+}
+
+fn has_finalizer(ca: &CertificateAuthority) -> bool {
+    ca.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Adds or removes our finalizer; the resourceVersion makes it safe.
+async fn set_finalizer(
+    ctx: &Context,
+    ca: &CertificateAuthority,
+    present: bool,
+) -> Result<(), Error> {
+    let mut list: Vec<String> = ca
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        list.push(FINALIZER.to_string());
+    }
+    let api: Api<CertificateAuthority> = Api::all(ctx.client.clone());
+    api.patch(
+        &ca.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {
+            "finalizers": list, "resourceVersion": ca.resource_version()
+        }})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletion of a CA with our finalizer: schedule the key's deletion (30-day
+/// KMS waiting period; cancellable) and let the object go.
+async fn finalize(ctx: &Context, ca: &CertificateAuthority) -> Result<Action, Error> {
+    let status = ca.status.clone().unwrap_or_default();
+    if let (Some(true), Some(arn)) = (status.kms_key_created, status.kms_key_arn.as_deref()) {
+        let res = ctx
+            .kms
+            .client()
+            .schedule_key_deletion()
+            .key_id(arn)
+            .pending_window_in_days(30)
+            .send()
+            .await;
+        let outcome = match &res {
+            Ok(_) => Outcome::Success,
+            Err(e) => {
+                let text = format!("{e:?}");
+                // Already pending or gone: nothing left to do.
+                if text.contains("KMSInvalidStateException") || text.contains("NotFoundException") {
+                    Outcome::Success
+                } else {
+                    return Err(Error::Other(format!(
+                        "scheduling deletion of KMS key {arn} failed; fix access or remove the finalizer {FINALIZER} by hand: {}",
+                        aws_sdk_kms::error::DisplayErrorContext(e)
+                    )));
+                }
+            }
+        };
+        let now = ctx.clock.now();
+        ctx.store.audit(audit(
+            ca,
+            AuditOperation::KmsKeyDeletionScheduled,
+            outcome,
+            json!({
+                "keyArn": arn, "pendingWindowDays": 30
+            }),
+            now,
+        ));
+        publish_event(ctx, ca, EventType::Normal, "KeyDeletionScheduled",
+            format!("KMS key {arn} scheduled for deletion in 30 days (cancel with `aws kms cancel-key-deletion`)")).await;
+    }
+    set_finalizer(ctx, ca, false).await?;
+    Ok(Action::await_change())
+}
+
 #[instrument(skip(ctx, ca), fields(name = %ca.name_any()))]
 async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ca.metadata.deletion_timestamp.is_some() {
+        return if has_finalizer(&ca) {
+            finalize(&ctx, &ca).await
+        } else {
+            Ok(Action::await_change())
+        };
+    }
+    if wants_finalizer(&ca) != has_finalizer(&ca) {
+        // The patch wakes us again with the finalizer in place.
+        set_finalizer(&ctx, &ca, wants_finalizer(&ca)).await?;
+        return Ok(Action::await_change());
+    }
     let start = std::time::Instant::now();
     let res = reconcile_inner(&ca, &ctx).await;
     ctx.metrics

@@ -41,11 +41,12 @@ pub enum AuditOperation {
     SigningFailed,
     /// The SQLite mirror was rebuilt from the cluster.
     MirrorRebuilt,
+    KmsKeyDeletionScheduled,
 }
 
 impl AuditOperation {
     /// Every operation, in declaration order.
-    pub const ALL: [AuditOperation; 12] = [
+    pub const ALL: [AuditOperation; 13] = [
         Self::KmsKeyCreated,
         Self::KmsKeyAdopted,
         Self::CaIssued,
@@ -58,6 +59,7 @@ impl AuditOperation {
         Self::PolicyDenied,
         Self::SigningFailed,
         Self::MirrorRebuilt,
+        Self::KmsKeyDeletionScheduled,
     ];
 
     /// The stored (and CLI) spelling, e.g. `certificate_issued`.
@@ -75,6 +77,7 @@ impl AuditOperation {
             Self::PolicyDenied => "policy_denied",
             Self::SigningFailed => "signing_failed",
             Self::MirrorRebuilt => "mirror_rebuilt",
+            Self::KmsKeyDeletionScheduled => "kms_key_deletion_scheduled",
         }
     }
 
