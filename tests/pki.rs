@@ -492,6 +492,95 @@ async fn wildcard_dns_and_spiffe_uri() {
     assert_pkilint_clean("spiffe", &findings);
 }
 
+/// Every leaf key type and encoding: openssl reads the private key, and its
+/// public key is the one in the certificate; the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_key_types_and_encodings() {
+    use pki::{KeyAlgorithm, KeyEncoding, PrivateKeySpec};
+    let kms = client().await;
+    let now = OffsetDateTime::now_utc();
+    let h = hierarchy(&kms, KeySpec::Rsa2048, now).await;
+    let cases = [
+        (KeyAlgorithm::Ecdsa, None, KeyEncoding::Pkcs8, "PRIVATE KEY"),
+        (
+            KeyAlgorithm::Ecdsa,
+            Some(384),
+            KeyEncoding::Pkcs8,
+            "PRIVATE KEY",
+        ),
+        (
+            KeyAlgorithm::Ed25519,
+            None,
+            KeyEncoding::Pkcs8,
+            "PRIVATE KEY",
+        ),
+        (KeyAlgorithm::Rsa, None, KeyEncoding::Pkcs8, "PRIVATE KEY"),
+        (
+            KeyAlgorithm::Rsa,
+            Some(2048),
+            KeyEncoding::Pkcs1,
+            "RSA PRIVATE KEY",
+        ),
+        (
+            KeyAlgorithm::Rsa,
+            Some(3072),
+            KeyEncoding::Pkcs8,
+            "PRIVATE KEY",
+        ),
+        (
+            KeyAlgorithm::Rsa,
+            Some(4096),
+            KeyEncoding::Pkcs1,
+            "RSA PRIVATE KEY",
+        ),
+    ];
+    for (algorithm, size, encoding, label) in cases {
+        let what = format!("{algorithm:?} {size:?} {encoding:?}");
+        let req = LeafRequest {
+            subject: Subject::cn("keys.signet.example.com"),
+            dns_names: vec!["keys.signet.example.com".into()],
+            usages: vec![Usage::ServerAuth, Usage::ClientAuth],
+            private_key: PrivateKeySpec {
+                algorithm,
+                size,
+                encoding,
+            },
+            ..Default::default()
+        };
+        let leaf = pki::issue_leaf(&h.int, &h.int_signer, &req, now)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(format!("{:?}", leaf.key), "<redacted>");
+        let pem = leaf.key.expose_secret();
+        assert!(
+            pem.starts_with(&format!("-----BEGIN {label}-----")),
+            "{what}: {}",
+            pem.lines().next().unwrap_or_default()
+        );
+        verify_chain(&h, &leaf, Some("sslserver"), &what);
+        let key_file = tools::artifact("leaf.key", pem.as_bytes());
+        let cert_file = tools::artifact("leaf.pem", leaf.cert_pem.as_bytes());
+        let from_key = tools::openssl(&["pkey", "-in", &key_file.display().to_string(), "-pubout"]);
+        let from_cert = tools::openssl(&[
+            "x509",
+            "-in",
+            &cert_file.display().to_string(),
+            "-noout",
+            "-pubkey",
+        ]);
+        assert!(
+            from_key.status.success(),
+            "{what}: openssl cannot read the key"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&from_key.stdout),
+            String::from_utf8_lossy(&from_cert.stdout),
+            "{what}: key does not match certificate"
+        );
+        assert_pkilint_clean(&what, &tools::pkilint_cert(leaf.cert_pem.as_bytes()));
+    }
+}
+
 /// A CRL with 10,000 entries signs, verifies with openssl and lints clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crl_with_10000_entries() {

@@ -662,7 +662,10 @@ impl KmsSigner {
 
     /// The public key as PEM (`PUBLIC KEY`).
     pub fn public_key_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki.clone()))
+        pem::encode_config(
+            &pem::Pem::new("PUBLIC KEY", self.spki.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 }
 

@@ -162,7 +162,7 @@ pub async fn sign_crl(
     let (placeholder, tbs) = build_tbs(&params, issuer, signer)?;
     let der = sign::finish(signer, &placeholder, &tbs).await?;
     Ok(SignedCrl {
-        pem: pem::encode(&pem::Pem::new("X509 CRL", der.clone())),
+        pem: crate::pki::to_pem("X509 CRL", der.clone()),
         der,
         number: req.number,
         this_update: params.this_update,

@@ -180,6 +180,33 @@ pub(crate) fn pkcs8_private_key(pkcs8: &[u8]) -> Option<Vec<u8>> {
     (t_version == INTEGER && t_alg == SEQUENCE && t_key == OCTET_STRING).then(|| key.to_vec())
 }
 
+/// Rewrites a PKCS#8 v2 `OneAsymmetricKey` (RFC 5958, version 1 with the
+/// optional `[1] publicKey`, as aws-lc writes for Ed25519) as a v1
+/// `PrivateKeyInfo` (version 0, no public key), which every OpenSSL 3.x
+/// reads. v1 input is returned unchanged.
+pub(crate) fn pkcs8_v1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    let (tag, _, content, _) = read_tlv(pkcs8)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (t_version, _, version, rest) = read_tlv(content)?;
+    let (t_alg, alg_tlv, _, rest) = read_tlv(rest)?;
+    let (t_key, key_tlv, _, _) = read_tlv(rest)?;
+    if t_version != INTEGER || t_alg != SEQUENCE || t_key != OCTET_STRING {
+        return None;
+    }
+    match version {
+        [0] => Some(pkcs8.to_vec()),
+        [1] => {
+            let mut inner = vec![INTEGER, 1, 0];
+            inner.extend_from_slice(alg_tlv);
+            inner.extend_from_slice(key_tlv);
+            Some(tlv(SEQUENCE, &inner))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +244,21 @@ mod tests {
         // A different TBS is refused.
         let other = tlv(0x30, &[0x02, 0x01, 0x06]);
         assert!(splice_signature(&signed, &other, &[1]).is_none());
+    }
+
+    #[test]
+    fn pkcs8_v2_becomes_v1() {
+        let alg = tlv(0x30, &[0x06, 0x03, 0x2b, 0x65, 0x70]);
+        let key = tlv(0x04, &tlv(0x04, &[7u8; 32]));
+        let public = tlv(0x81, &[0u8; 33]);
+        let v2 = tlv(
+            0x30,
+            &[vec![0x02, 0x01, 0x01], alg.clone(), key.clone(), public].concat(),
+        );
+        let v1 = tlv(0x30, &[vec![0x02, 0x01, 0x00], alg, key].concat());
+        assert_eq!(pkcs8_v1(&v2), Some(v1.clone()));
+        assert_eq!(pkcs8_v1(&v1), Some(v1));
+        assert_eq!(pkcs8_v1(&[0x30, 0x00]), None);
     }
 
     #[test]

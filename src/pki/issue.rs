@@ -197,7 +197,7 @@ fn build_tbs(
 }
 
 fn pem_cert(der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+    crate::pki::to_pem("CERTIFICATE", der.to_vec())
 }
 
 fn invalid_if_any(errs: FieldErrors) -> Result<(), PkiError> {

@@ -152,7 +152,7 @@ impl IssuerInfo {
 
     /// The CA certificate (PEM).
     pub fn cert_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()))
+        crate::pki::to_pem("CERTIFICATE", self.cert_der.clone())
     }
 
     /// Subject as an RFC 4514-style string (for logs and status).

@@ -239,15 +239,18 @@ pub(crate) fn parse_matching(
 /// Encodes the private key of `kp` as PEM in `encoding`.
 pub(crate) fn encode(kp: &KeyPair, encoding: KeyEncoding) -> Result<PrivateKeyPem, PkiError> {
     match encoding {
-        KeyEncoding::Pkcs8 => Ok(PrivateKeyPem(kp.serialize_pem())),
+        KeyEncoding::Pkcs8 => {
+            // aws-lc writes Ed25519 keys as PKCS#8 v2 (with the public key),
+            // which OpenSSL 3.0 cannot load; write the v1 form for all.
+            let der = super::der::pkcs8_v1(kp.serialized_der())
+                .ok_or_else(|| PkiError::KeyGeneration("unexpected PKCS#8 structure".into()))?;
+            Ok(PrivateKeyPem(crate::pki::to_pem("PRIVATE KEY", der)))
+        }
         KeyEncoding::Pkcs1 => {
             let pkcs1 = super::der::pkcs8_private_key(kp.serialized_der()).ok_or_else(|| {
                 PkiError::KeyGeneration("cannot unwrap PKCS#8 into PKCS#1".into())
             })?;
-            Ok(PrivateKeyPem(pem::encode(&pem::Pem::new(
-                "RSA PRIVATE KEY",
-                pkcs1,
-            ))))
+            Ok(PrivateKeyPem(crate::pki::to_pem("RSA PRIVATE KEY", pkcs1)))
         }
     }
 }

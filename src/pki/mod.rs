@@ -43,6 +43,14 @@ pub use request::{
 };
 pub use validate::{FieldError, FieldErrors};
 
+/// PEM with `\n` line endings (the `pem` crate defaults to CRLF).
+pub(crate) fn to_pem(tag: &str, der: impl Into<Vec<u8>>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.into()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// Formats a duration the way users write them: `2160h`, `90m`, `30s`.
 pub fn human_duration(d: time::Duration) -> String {
     let secs = d.whole_seconds();

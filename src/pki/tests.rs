@@ -195,6 +195,7 @@ async fn leaf_has_the_expected_extensions() {
             _ => None,
         });
     assert_eq!(policies, Some(1));
+    assert!(!leaf.cert_pem.contains('\r') && !leaf.key.expose_secret().contains('\r'));
     assert_eq!(format!("{:?}", leaf.key), "<redacted>");
     assert!(
         leaf.key
