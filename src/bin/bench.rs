@@ -209,10 +209,10 @@ async fn run(
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < count {
                 let now = OffsetDateTime::now_utc();
-                if let Err(e) = pki::issue_leaf(&issuer, signer.as_ref(), &req, now).await {
-                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!("issue failed: {e}");
-                    }
+                if let Err(e) = pki::issue_leaf(&issuer, signer.as_ref(), &req, now).await
+                    && errors.fetch_add(1, Ordering::Relaxed) < 3
+                {
+                    eprintln!("issue failed: {e}");
                 }
             }
         }));

@@ -101,7 +101,17 @@ fn validity(
         return None;
     }
     let not_before = whole_seconds(now);
-    let wanted = not_before.checked_add(duration).unwrap_or(not_before);
+    let Some(wanted) = not_before
+        .checked_add(duration)
+        .filter(|t| t.year() <= 9999)
+    else {
+        errs.push(
+            "duration",
+            human_duration(duration),
+            "ends after the year 9999, which X.509 cannot express; request less",
+        );
+        return None;
+    };
     match issuer_not_after {
         Some(limit) if wanted > limit => Some((not_before, limit, true)),
         _ => Some((not_before, wanted, false)),

@@ -378,6 +378,41 @@ async fn bad_input_names_the_field() {
 }
 
 #[tokio::test]
+async fn absurd_durations_are_rejected_not_wrapped() {
+    let signer = SoftSigner::new(SigAlg::EcdsaP256Sha256);
+    let err = issue_root(
+        &signer,
+        &CaRequest {
+            duration: Duration::days(365 * 9000),
+            ..root_req()
+        },
+        now_at(),
+    )
+    .await
+    .expect_err("year > 9999");
+    assert!(
+        err.field_errors().expect("fields").mentions("duration"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn ocsp_signing_usage() {
+    let c = chain(SigAlg::EcdsaP256Sha256).await;
+    let req = LeafRequest {
+        subject: Subject::cn("Signet OCSP Responder"),
+        usages: vec![Usage::OcspSigning],
+        ..Default::default()
+    };
+    let leaf = issue_leaf(&c.int, &c.int_signer, &req, now_at())
+        .await
+        .expect("ocsp leaf");
+    let (_, cert) = X509Certificate::from_der(&leaf.cert_der).expect("parses");
+    let eku = cert.extended_key_usage().expect("eku").expect("present");
+    assert!(eku.value.ocsp_signing && !eku.value.server_auth);
+}
+
+#[tokio::test]
 async fn a_corrupted_signature_never_reaches_a_certificate() {
     let c = chain(SigAlg::EcdsaP256Sha256).await;
     let mut bad = SoftSigner::new(SigAlg::EcdsaP256Sha256);
