@@ -22,7 +22,9 @@ pub struct IssuedCert {
     pub cert_pem: String,
     /// DER.
     pub cert_der: Vec<u8>,
-    /// Serial number, lower-case hex without leading zeros or colons.
+    /// Serial number: lower-case hex of the minimal big-endian bytes (even
+    /// length, no colons, no leading `00` byte), as `openssl x509 -serial`
+    /// prints it (modulo case).
     pub serial_hex: String,
     /// notBefore.
     pub not_before: OffsetDateTime,
@@ -42,7 +44,9 @@ pub struct IssuedLeaf {
     /// The private key (PKCS#8, or PKCS#1 for RSA on request). Redacted in
     /// `Debug`.
     pub key: PrivateKeyPem,
-    /// Serial number, lower-case hex without leading zeros or colons.
+    /// Serial number: lower-case hex of the minimal big-endian bytes (even
+    /// length, no colons, no leading `00` byte), as `openssl x509 -serial`
+    /// prints it (modulo case).
     pub serial_hex: String,
     /// notBefore.
     pub not_before: OffsetDateTime,
@@ -65,8 +69,7 @@ pub(crate) fn random_serial() -> Result<(SerialNumber, String), PkiError> {
             .map_err(|_| PkiError::Encoding("random number generator failed".into()))?;
         if let Some(first) = bytes.iter().position(|b| *b != 0) {
             let magnitude = &bytes[first..];
-            let hex = hex::encode(magnitude).trim_start_matches('0').to_string();
-            return Ok((SerialNumber::from_slice(magnitude), hex));
+            return Ok((SerialNumber::from_slice(magnitude), hex::encode(magnitude)));
         }
     }
 }
