@@ -21,11 +21,19 @@ die() { printf '\n\033[31mdemo failed: %s\033[0m\n' "$*" >&2
         echo "tear down with: make demo-down" >&2; exit 1; }
 trap 'die "command failed at line $LINENO"' ERR
 
-down() {
-  if [[ -f "$STATE/operator.pid" ]]; then
-    kill "$(cat "$STATE/operator.pid")" 2>/dev/null || true
-    rm -f "$STATE/operator.pid"
+# Stops the demo operator, if the recorded pid is still it (pids are reused).
+stop_operator() {
+  local f="$STATE/operator.pid" pid
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f")"
+  if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "signet run"; then
+    kill "$pid" 2>/dev/null || true
   fi
+  rm -f "$f"
+}
+
+down() {
+  stop_operator
   hack/testenv.sh down || true
   echo "demo stopped; state kept in $STATE (delete it to start fresh)"
 }
@@ -43,7 +51,7 @@ TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 SIGNET="$TARGET/debug/signet"
 
 say "Starting kube-apiserver + etcd + local-kms on loopback"
-[[ -f "$STATE/operator.pid" ]] && kill "$(cat "$STATE/operator.pid")" 2>/dev/null || true
+stop_operator
 hack/testenv.sh down >/dev/null 2>&1 || true
 # shellcheck disable=SC1090
 source <(hack/testenv.sh up)

@@ -87,10 +87,17 @@ cmd_setup() {
 
 run_dir() { echo "${SIGNET_TESTENV_RUN:-$HOME/.cache/signet/run}"; }
 
+# True when the pid in $1 is still our signet-testenv (pids are reused).
+running() {
+  [[ -f "$1" ]] || return 1
+  local pid; pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q signet-testenv
+}
+
 cmd_up() {
   local dir; dir="$(cmd_setup)"
   local run; run="$(run_dir)"
-  if [[ -f "$run/pid" ]] && kill -0 "$(cat "$run/pid")" 2>/dev/null; then
+  if running "$run/pid"; then
     log "already running (pid $(cat "$run/pid"))"; cat "$run/env"; return
   fi
   rm -rf "$run"; mkdir -p "$run"
@@ -108,7 +115,7 @@ cmd_up() {
 
 cmd_down() {
   local run; run="$(run_dir)"
-  if [[ -f "$run/pid" ]] && kill -0 "$(cat "$run/pid")" 2>/dev/null; then
+  if running "$run/pid"; then
     kill -TERM "$(cat "$run/pid")"
     for _ in $(seq 1 30); do kill -0 "$(cat "$run/pid")" 2>/dev/null || break; sleep 0.5; done
     log "stopped"
@@ -120,7 +127,7 @@ cmd_down() {
 
 cmd_status() {
   local run; run="$(run_dir)"
-  if [[ -f "$run/pid" ]] && kill -0 "$(cat "$run/pid")" 2>/dev/null; then
+  if running "$run/pid"; then
     log "running (pid $(cat "$run/pid"))"; cat "$run/env"
   else
     log "not running"; return 1

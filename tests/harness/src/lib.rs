@@ -101,8 +101,6 @@ pub fn require_bin(name: &str) -> PathBuf {
 // ---------------------------------------------------------------------------
 
 struct Supervisor {
-    /// File the watchdog reads: one process-group id per line.
-    pid_file: PathBuf,
     /// Name and log file of every child, for failure reports.
     logs: Vec<(String, PathBuf)>,
     children: Vec<Child>,
@@ -113,16 +111,20 @@ fn supervisor() -> &'static Mutex<Supervisor> {
     SUP.get_or_init(|| {
         let dir = state_root().join(format!("watchdog-{}", std::process::id()));
         let _ = fs::create_dir_all(&dir);
-        let pid_file = dir.join("pids");
-        let _ = fs::write(&pid_file, "");
         // The watchdog polls our pid; when we are gone (however we died) it
-        // kills every registered process group.
+        // kills what we started.
+        // The watchdog kills exactly the processes that carry this binary's
+        // token in their environment (children and their descendants). PIDs
+        // wrap quickly on small machines (pid_max 32768), so it never kills
+        // by a remembered pid or process group.
         let script = format!(
             "while kill -0 {me} 2>/dev/null; do sleep 0.3; done; \
-             for p in $(cat '{pids}'); do kill -TERM -$p 2>/dev/null; done; sleep 1; \
-             for p in $(cat '{pids}'); do kill -KILL -$p 2>/dev/null; done; rm -rf '{dir}' {cleanup}",
+             sweep() {{ for d in /proc/[0-9]*; do \
+               if grep -qzx 'SIGNET_WATCHDOG_TOKEN={token}' \"$d/environ\" 2>/dev/null; then \
+                 kill -$1 \"${{d#/proc/}}\" 2>/dev/null; fi; done; }}; \
+             sweep TERM; sleep 1; sweep KILL; rm -rf '{dir}' {cleanup}",
             me = std::process::id(),
-            pids = pid_file.display(),
+            token = watchdog_token(),
             dir = dir.display(),
             cleanup = if std::env::var("SIGNET_TEST_KEEP").as_deref() == Ok("1") {
                 String::new()
@@ -151,10 +153,21 @@ fn supervisor() -> &'static Mutex<Supervisor> {
         }
         install_panic_hook();
         Mutex::new(Supervisor {
-            pid_file,
             logs: Vec::new(),
             children: Vec::new(),
         })
+    })
+}
+
+/// This test binary's token, set in the environment of every child.
+pub fn watchdog_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{}-{nanos}", std::process::id())
     })
 }
 
@@ -210,6 +223,7 @@ fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<u32> {
     cmd.stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
+        .env("SIGNET_WATCHDOG_TOKEN", watchdog_token())
         .process_group(0);
     let sup = supervisor();
     let child = cmd
@@ -217,11 +231,6 @@ fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<u32> {
         .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
     let pid = child.id();
     let mut guard = sup.lock().map_err(|_| anyhow!("supervisor poisoned"))?;
-    fs::OpenOptions::new()
-        .append(true)
-        .open(&guard.pid_file)
-        .and_then(|mut f| writeln!(f, "{pid}"))
-        .context("registering child with the watchdog")?;
     guard.logs.push((name.to_string(), log.to_path_buf()));
     guard.children.push(child);
     SUPERVISOR_LOGS
@@ -245,20 +254,22 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Stops the supervised child with `pid` (SIGKILL to its process group).
+/// Only a child that has not been reaped yet is signalled: until then its
+/// pid (and group id) cannot have been reused by an unrelated process.
 pub fn kill(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pid}")])
-        .status();
-    if let Ok(mut sup) = supervisor().lock()
-        && let Some(c) = sup.children.iter_mut().find(|c| c.id() == pid)
-    {
-        {
-            // The group kill covers grandchildren; this covers the child even
-            // if the group kill failed, so the wait below cannot hang.
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    let Ok(mut sup) = supervisor().lock() else {
+        return;
+    };
+    let Some(c) = sup.children.iter_mut().find(|c| c.id() == pid) else {
+        return;
+    };
+    if matches!(c.try_wait(), Ok(None)) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pid}")])
+            .status();
+        let _ = c.kill();
     }
+    let _ = c.wait();
 }
 
 /// A free loopback port (the kernel's choice; the caller retries on a race).
@@ -339,7 +350,9 @@ pub fn start_kms_on(dir: &Path, addr: &str) -> Result<KmsEnv> {
     fs::create_dir_all(dir.join("data"))?;
     let log = dir.join(format!("local-kms-{}.log", free_port()));
     let mut cmd = Command::new(exe);
-    cmd.env("LOCAL_KMS_ADDR", addr)
+    cmd.arg(format!("-addr={addr}"))
+        .arg(format!("-data={}", dir.join("data").display()))
+        .env("LOCAL_KMS_ADDR", addr)
         .env("KMS_REGION", KMS_REGION)
         .env("KMS_ACCOUNT_ID", "111122223333")
         .env("KMS_DATA_PATH", dir.join("data"));

@@ -2,11 +2,12 @@
 //
 // The upstream main binds every interface; Signet's test environment must only
 // listen on loopback, so this wrapper configures the same packages and binds
-// LOCAL_KMS_ADDR (default 127.0.0.1:0). Once listening it prints
+// -addr / LOCAL_KMS_ADDR (default 127.0.0.1:0). Once listening it prints
 // "listening on <addr>" so the harness can learn a port chosen by the kernel.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"log"
 	"net"
@@ -27,9 +28,14 @@ func env(name, def string) string {
 }
 
 func main() {
+	// Flags win over the environment; passing the data dir on the command
+	// line also lets `pgrep -f <dir>` find a leaked process.
+	dataDir := flag.String("data", env("KMS_DATA_PATH", "local-kms-data"), "data directory")
+	addr := flag.String("addr", env("LOCAL_KMS_ADDR", "127.0.0.1:0"), "listen address (loopback)")
+	flag.Parse()
 	config.AWSAccountId = env("KMS_ACCOUNT_ID", "111122223333")
 	config.AWSRegion = env("KMS_REGION", "us-east-1")
-	dataPath, err := filepath.Abs(env("KMS_DATA_PATH", "local-kms-data"))
+	dataPath, err := filepath.Abs(*dataDir)
 	if err != nil {
 		log.Fatalf("KMS_DATA_PATH: %v", err)
 	}
@@ -37,7 +43,7 @@ func main() {
 	database := data.NewDatabase(config.DatabasePath)
 	defer database.Close()
 
-	ln, err := net.Listen("tcp", env("LOCAL_KMS_ADDR", "127.0.0.1:0"))
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
