@@ -74,7 +74,7 @@ async fn root_intermediate_and_server_certificate_verify_and_lint_clean() {
             &inter,
             &root,
             &format!(
-                "  crlDistributionPoints: [http://signet.example/crl/{inter}.crl]\n  ocspServers: [http://signet.example/ocsp]\n  issuingCertificateURLs: [http://signet.example/ca/{inter}.pem]\n"
+                "  certificatePolicies: [2.23.140.1.2.1]\n  crlDistributionPoints: [http://signet.example/crl/{inter}.crl]\n  ocspServers: [http://signet.example/ocsp]\n  issuingCertificateURLs: [http://signet.example/ca/{inter}.pem]\n"
             ),
         ),
     )
@@ -863,7 +863,7 @@ async fn operations_leave_audit_rows_and_metrics() {
     );
     assert!(audit(&["audit", "verify"]).contains("intact"));
     let certs = audit(&["certs", "--ca", &root]);
-    assert!(certs.contains(&format!("{}", ns.name())), "{certs}");
+    assert!(certs.contains(ns.name()), "{certs}");
     let (status, metrics) = op.http_get("/metrics").unwrap();
     assert_eq!(status, 200);
     let metrics = String::from_utf8_lossy(&metrics);
