@@ -180,6 +180,32 @@ pub(crate) fn pkcs8_private_key(pkcs8: &[u8]) -> Option<Vec<u8>> {
     (t_version == INTEGER && t_alg == SEQUENCE && t_key == OCTET_STRING).then(|| key.to_vec())
 }
 
+/// `true` when `der` is a PKCS#1 `RSAPrivateKey` (`SEQUENCE { INTEGER
+/// version, INTEGER modulus, ... }`) rather than PKCS#8 (whose second field
+/// is the algorithm SEQUENCE).
+pub(crate) fn is_pkcs1_rsa(der: &[u8]) -> bool {
+    let Some((SEQUENCE, _, content, _)) = read_tlv(der) else {
+        return false;
+    };
+    let Some((INTEGER, _, _, rest)) = read_tlv(content) else {
+        return false;
+    };
+    matches!(read_tlv(rest), Some((INTEGER, _, _, _)))
+}
+
+/// DER of the rsaEncryption AlgorithmIdentifier (OID 1.2.840.113549.1.1.1, NULL).
+const RSA_ENCRYPTION_ALG: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+/// Wraps a PKCS#1 `RSAPrivateKey` into a PKCS#8 v1 `PrivateKeyInfo`.
+pub(crate) fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Vec<u8> {
+    let mut inner = vec![INTEGER, 1, 0];
+    inner.extend_from_slice(RSA_ENCRYPTION_ALG);
+    inner.extend_from_slice(&tlv(OCTET_STRING, pkcs1));
+    tlv(SEQUENCE, &inner)
+}
+
 /// Rewrites a PKCS#8 v2 `OneAsymmetricKey` (RFC 5958, version 1 with the
 /// optional `[1] publicKey`, as aws-lc writes for Ed25519) as a v1
 /// `PrivateKeyInfo` (version 0, no public key), which every OpenSSL 3.x

@@ -238,16 +238,31 @@ pub(crate) fn parse_matching(
 
 /// Encodes the private key of `kp` as PEM in `encoding`.
 pub(crate) fn encode(kp: &KeyPair, encoding: KeyEncoding) -> Result<PrivateKeyPem, PkiError> {
+    use super::der;
+    // A key pair parsed from an existing `RSA PRIVATE KEY` holds PKCS#1;
+    // generated ones hold PKCS#8.
+    let held = kp.serialized_der();
+    let held_pkcs1 = der::is_pkcs1_rsa(held);
     match encoding {
         KeyEncoding::Pkcs8 => {
             // aws-lc writes Ed25519 keys as PKCS#8 v2 (with the public key),
             // which OpenSSL 3.0 cannot load; write the v1 form for all.
-            let der = super::der::pkcs8_v1(kp.serialized_der())
-                .ok_or_else(|| PkiError::KeyGeneration("unexpected PKCS#8 structure".into()))?;
-            Ok(PrivateKeyPem(crate::pki::to_pem("PRIVATE KEY", der)))
+            let p8 = if held_pkcs1 {
+                Some(der::pkcs1_to_pkcs8(held))
+            } else {
+                der::pkcs8_v1(held)
+            };
+            let p8 =
+                p8.ok_or_else(|| PkiError::KeyGeneration("unexpected PKCS#8 structure".into()))?;
+            Ok(PrivateKeyPem(crate::pki::to_pem("PRIVATE KEY", p8)))
         }
         KeyEncoding::Pkcs1 => {
-            let pkcs1 = super::der::pkcs8_private_key(kp.serialized_der()).ok_or_else(|| {
+            let pkcs1 = if held_pkcs1 {
+                Some(held.to_vec())
+            } else {
+                der::pkcs8_private_key(held)
+            };
+            let pkcs1 = pkcs1.ok_or_else(|| {
                 PkiError::KeyGeneration("cannot unwrap PKCS#8 into PKCS#1".into())
             })?;
             Ok(PrivateKeyPem(crate::pki::to_pem("RSA PRIVATE KEY", pkcs1)))
@@ -317,5 +332,9 @@ mod tests {
             p8.expose_secret()
                 .starts_with("-----BEGIN PRIVATE KEY-----")
         );
+        // A key read back from PKCS#1 re-encodes to the same PKCS#8 and PKCS#1.
+        let back = parse_matching(&pem, LeafKeyType::Rsa2048).expect("parse PKCS#1");
+        assert!(encode(&back, KeyEncoding::Pkcs8).expect("p8") == p8);
+        assert!(encode(&back, KeyEncoding::Pkcs1).expect("p1") == pem);
     }
 }

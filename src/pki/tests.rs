@@ -238,6 +238,58 @@ async fn every_leaf_key_type_issues() {
 }
 
 #[tokio::test]
+async fn reissue_with_the_existing_key_for_every_key_type() {
+    let c = chain(SigAlg::EcdsaP256Sha256).await;
+    for (algorithm, size, encoding) in [
+        (KeyAlgorithm::Ecdsa, None, KeyEncoding::Pkcs8),
+        (KeyAlgorithm::Ecdsa, Some(384), KeyEncoding::Pkcs8),
+        (KeyAlgorithm::Ed25519, None, KeyEncoding::Pkcs8),
+        (KeyAlgorithm::Rsa, None, KeyEncoding::Pkcs1),
+        (KeyAlgorithm::Rsa, None, KeyEncoding::Pkcs8),
+    ] {
+        let req = LeafRequest {
+            private_key: PrivateKeySpec {
+                algorithm,
+                size,
+                encoding,
+            },
+            ..server_req()
+        };
+        let first = issue_leaf(&c.int, &c.int_signer, &req, now_at())
+            .await
+            .expect("first");
+        let again = issue_leaf_with_key(&c.int, &c.int_signer, &req, &first.key, now_at())
+            .await
+            .unwrap_or_else(|e| panic!("{algorithm:?} {encoding:?}: {e}"));
+        let spki = |der: &[u8]| {
+            let (_, cert) = X509Certificate::from_der(der).expect("parses");
+            cert.public_key().raw.to_vec()
+        };
+        assert_eq!(spki(&first.cert_der), spki(&again.cert_der));
+        assert_ne!(first.serial_hex, again.serial_hex);
+        verify_signed_by(&again.cert_der, c.int.cert_der());
+    }
+    // A key of another type is refused with the field named.
+    let p256 = issue_leaf(&c.int, &c.int_signer, &server_req(), now_at())
+        .await
+        .expect("p256");
+    let rsa_req = LeafRequest {
+        private_key: PrivateKeySpec {
+            algorithm: KeyAlgorithm::Rsa,
+            ..Default::default()
+        },
+        ..server_req()
+    };
+    let err = issue_leaf_with_key(&c.int, &c.int_signer, &rsa_req, &p256.key, now_at())
+        .await
+        .expect_err("mismatch");
+    assert!(
+        err.field_errors().expect("fields").mentions("privateKey"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn validity_is_clamped_to_the_issuer() {
     let c = chain(SigAlg::EcdsaP256Sha256).await;
     // 397 days before the intermediate expires: a 90-day leaf fits...
