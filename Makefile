@@ -47,7 +47,7 @@ test: testenv lint
 	export SIGNET_TESTENV_BIN="$$(hack/testenv.sh dir)/bin"; \
 	cargo build --locked -p signet-testenv --bins; \
 	rc=0; cargo test --locked --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || rc=$$?; \
-	hack/leak-check.sh "$$state" || rc=1; \
+	hack/leak-check.sh || rc=1; \
 	rm -rf "$$state"; exit $$rc
 	$(MAKE) --no-print-directory version-check
 

@@ -847,16 +847,86 @@ async fn operations_leave_audit_rows_and_metrics() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let rows = wait_for("audit rows", Duration::from_secs(20), Some(op), || {
+    apply(env, &crl(&format!("{root}-crl"), &root, "signet-ops")).unwrap();
+    // A spec change (renewed), a revocation, a policy denial.
+    apply(
+        env,
+        &certificate(ns.name(), "a", &root, "  dnsNames: [a2.example.com]\n"),
+    )
+    .unwrap();
+    let limited = unique("alimited");
+    apply(env, &root_ca(&limited, "  maxCertificateDuration: 24h\n")).unwrap();
+    apply(
+        env,
+        &certificate(
+            ns.name(),
+            "capped",
+            &limited,
+            "  dnsNames: [c.example.com]\n  duration: 48h\n",
+        ),
+    )
+    .unwrap();
+    wait_cert(
+        &client,
+        ns.name(),
+        "capped",
+        ("False", Some("DurationExceedsMax")),
+        op,
+    )
+    .await;
+    let certs_api: Api<Certificate> = Api::namespaced(client.clone(), ns.name());
+    wait_for("renewal", Duration::from_secs(30), Some(op), || {
+        let certs_api = certs_api.clone();
+        async move { (certs_api.get("a").await.ok()?.status?.revision? == 2).then_some(()) }
+    })
+    .await;
+    certs_api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"revocation": {"reason": "cessationOfOperation"}}
+            })),
+        )
+        .await
+        .unwrap();
+    let rows = wait_for("audit rows", Duration::from_secs(30), Some(op), || {
         let out = audit(&["audit", "--ca", &root, "--json"]);
         async move {
-            (out.contains("kms_key_created")
-                && out.contains("ca_issued")
-                && out.contains("certificate_issued"))
+            [
+                "kms_key_created",
+                "ca_issued",
+                "certificate_issued",
+                "certificate_renewed",
+                "certificate_revoked",
+                "crl_published",
+            ]
+            .iter()
+            .all(|o| out.contains(o))
             .then_some(out)
         }
     })
     .await;
+    let denied = audit(&[
+        "audit",
+        "--operation",
+        "policy_denied",
+        "--namespace",
+        ns.name(),
+    ]);
+    assert!(
+        denied.contains("policy_denied") && denied.contains("denied"),
+        "{denied}"
+    );
+    let revoked = audit(&[
+        "audit",
+        "--ca",
+        &root,
+        "--operation",
+        "certificate_revoked",
+        "--json",
+    ]);
+    assert!(revoked.contains("cessationOfOperation"), "{revoked}");
     assert!(
         rows.lines()
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
@@ -932,4 +1002,160 @@ async fn ca_deletion_schedules_key_deletion_only_when_asked() {
         meta.key_state,
         Some(aws_sdk_kms::types::KeyState::PendingDeletion)
     );
+}
+
+/// A CA renewed before expiry keeps its key, so a leaf issued under the old
+/// CA certificate still verifies against the new one; the renewal is
+/// audited as ca_renewed.
+#[tokio::test]
+async fn ca_renewal_keeps_leaves_issued_under_the_old_certificate_valid() {
+    let env = signet_testenv::env();
+    let op = operator();
+    let ns = env.namespace("carenew").await;
+    let client = env.client().await;
+    let root = unique("rnroot");
+    apply(
+        env,
+        &root_ca(&root, "  duration: 10m\n  renewBefore: 9m30s\n"),
+    )
+    .unwrap();
+    let ca1 = wait_ca(&client, &root, ("True", None), op).await;
+    let old_root = ca1.status.clone().unwrap().certificate.unwrap();
+    let old_serial = ca1.status.unwrap().serial_number.unwrap();
+    apply(
+        env,
+        &certificate(
+            ns.name(),
+            "leaf",
+            &root,
+            "  dnsNames: [leaf.example.com]\n  duration: 5m\n  renewBefore: 1m\n",
+        ),
+    )
+    .unwrap();
+    wait_cert(&client, ns.name(), "leaf", ("True", None), op).await;
+    let s = Api::<Secret>::namespaced(client.clone(), ns.name())
+        .get("leaf-tls")
+        .await
+        .unwrap();
+    let leaf = secret_text(&s, "tls.crt");
+    tools::openssl_verify(&old_root, "", &leaf, Some("sslserver")).unwrap();
+    // Renewal is due 30 s after issuance.
+    let api: Api<signet::api::CertificateAuthority> = Api::all(client.clone());
+    let new_root = wait_for("CA renewal", Duration::from_secs(90), Some(op), || {
+        let api = api.clone();
+        let root = root.clone();
+        let old_serial = old_serial.clone();
+        async move {
+            let st = api.get(&root).await.ok()?.status?;
+            (st.serial_number.as_deref() != Some(old_serial.as_str())).then_some(st.certificate?)
+        }
+    })
+    .await;
+    assert_ne!(new_root, old_root);
+    tools::openssl_verify(&new_root, "", &leaf, Some("sslserver"))
+        .expect("a leaf from before the CA renewal verifies against the renewed CA certificate");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(["audit", "--ca", &root, "--operation", "ca_renewed", "--db"])
+        .arg(&op.db)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ca_renewed"));
+}
+
+/// A CA whose key cannot be used is not Ready (reason from KMS, audited as
+/// signing_failed); its Certificates wait with IssuerNotReady; adopting an
+/// existing key works and is audited as kms_key_adopted.
+#[tokio::test]
+async fn unusable_kms_key_and_issuer_not_ready_then_adoption() {
+    let env = signet_testenv::env();
+    let op = operator();
+    let ns = env.namespace("notready").await;
+    let client = env.client().await;
+    let (broken, adopted) = (unique("broken"), unique("adopted"));
+    apply(
+        env,
+        &root_ca(
+            &broken,
+            "  kms: {keyId: alias/signet-test/does-not-exist}\n",
+        ),
+    )
+    .unwrap();
+    let ca = wait_ca(&client, &broken, ("False", Some("KMSKeyNotFound")), op).await;
+    let (_, _, msg) = ready(&ca.status.unwrap().conditions).unwrap();
+    assert!(msg.contains("does-not-exist"), "{msg}");
+    apply(
+        env,
+        &certificate(
+            ns.name(),
+            "waiting",
+            &broken,
+            "  dnsNames: [w.example.com]\n",
+        ),
+    )
+    .unwrap();
+    wait_cert(
+        &client,
+        ns.name(),
+        "waiting",
+        ("False", Some("IssuerNotReady")),
+        op,
+    )
+    .await;
+
+    // Adopt a key made outside Signet, by alias.
+    let creds = aws_sdk_kms::config::Credentials::new("test", "test", None, None, "test");
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(env.kms.region.clone()))
+            .endpoint_url(&env.kms.endpoint)
+            .credentials_provider(creds)
+            .build(),
+    );
+    let key = kms
+        .create_key()
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP384)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let alias = format!("alias/external/{adopted}");
+    kms.create_alias()
+        .alias_name(&alias)
+        .target_key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap();
+    apply(
+        env,
+        &root_ca(&adopted, &format!("  kms: {{keyId: {alias}}}\n")),
+    )
+    .unwrap();
+    let ca = wait_ca(&client, &adopted, ("True", None), op).await;
+    assert_eq!(ca.status.unwrap().kms_key_arn, key.arn);
+
+    let audit = |op_name: &str, ca: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
+            .args([
+                "audit",
+                "--ca",
+                ca,
+                "--operation",
+                op_name,
+                "--json",
+                "--db",
+            ])
+            .arg(&op.db)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("audit rows", Duration::from_secs(20), Some(op), || {
+        let ok = audit("signing_failed", &broken).contains("KMSKeyNotFound")
+            && audit("kms_key_adopted", &adopted).contains("kms_key_adopted");
+        async move { ok.then_some(()) }
+    })
+    .await;
 }
