@@ -94,7 +94,7 @@ openssl verify -CAfile "$STATE/root.crt" -untrusted "$STATE/web.crt" -purpose ss
 
 say "Revoking the mTLS client certificate (signet revoke demo/client --reason keyCompromise)"
 SERIAL="$(kubectl get certificates.signet.dev -n demo client -o jsonpath='{.status.serialNumber}')"
-"$SIGNET" revoke demo/client --reason keyCompromise
+SIGNET_ACTOR="${USER:-$(id -un)}" "$SIGNET" revoke demo/client --reason keyCompromise
 
 say "The CRL now lists serial $SERIAL"
 for _ in $(seq 1 40); do
@@ -102,7 +102,8 @@ for _ in $(seq 1 40); do
   [[ -s "$STATE/issuing.crl" ]] && openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | grep -qi "$SERIAL" && break
   sleep 0.5
 done
-openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | sed -n '1,/Signature Algorithm: ecdsa/p' | grep -v "^\s*$" | head -20
+# Header, extensions and the revoked entries (the signature is left out).
+openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | sed '/^    Signature Algorithm/,$d' 
 openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | grep -qi "$SERIAL" || die "serial $SERIAL is not in the CRL"
 kubectl get crls.signet.dev
 

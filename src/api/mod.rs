@@ -278,6 +278,13 @@ pub struct CertificateAuthoritySpec {
     /// OCSP responder URLs (AIA) written into certificates this CA issues.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ocsp_servers: Vec<String>,
+    /// certificatePolicies OIDs (dotted, e.g. `2.23.140.1.2.1`) written into
+    /// every certificate this CA issues. Some TLS clients and linters
+    /// (zlint's CA/B Forum lints) expect at least one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new("self.all(o, o.matches('^[0-2](\\\\.[0-9]+)+$'))").message("certificatePolicies entries must be dotted OIDs such as 2.23.140.1.2.1"))]
+    #[schemars(length(max = 16), inner(length(max = 128)))]
+    pub certificate_policies: Vec<String>,
     /// CA issuers URLs (AIA) where this CA's certificate can be downloaded.
     #[serde(
         default,

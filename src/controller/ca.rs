@@ -127,7 +127,7 @@ pub fn profile(ca: &CertificateAuthority) -> Result<IssuerProfile, Error> {
         crl_distribution_points: s.crl_distribution_points.clone(),
         ocsp_servers: s.ocsp_servers.clone(),
         issuing_certificate_urls: s.issuing_certificate_urls.clone(),
-        policy_oids: Vec::new(),
+        policy_oids: s.certificate_policies.clone(),
         max_duration,
     })
 }
