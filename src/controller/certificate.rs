@@ -184,6 +184,8 @@ pub struct Current {
     pub key_matches: bool,
     /// Spec hash annotation.
     pub spec_hash: Option<String>,
+    /// Serial annotation (what Signet wrote next to the certificate).
+    pub annotated_serial: Option<String>,
     /// The private key PEM (kept only for rotationPolicy Never).
     pub key_pem: Option<pki::PrivateKeyPem>,
 }
@@ -235,16 +237,15 @@ pub fn inspect_secret(secret: Option<&Secret>) -> Current {
         .and_then(|b| String::from_utf8(b.0.clone()).ok());
     let mut cur = Current {
         spec_hash: secret.annotations().get(ANN_SPEC_HASH).cloned(),
+        annotated_serial: secret.annotations().get(ANN_SERIAL).cloned(),
         ..Default::default()
     };
     if let Some(der) = &cert_der
         && let Ok((_, cert)) = X509Certificate::from_der(der)
     {
-        cur.serial = Some(
-            hex::encode(cert.raw_serial())
-                .trim_start_matches('0')
-                .to_string(),
-        );
+        cur.serial = Some(crate::store::normalize_serial(&hex::encode(
+            cert.raw_serial(),
+        )));
         cur.not_before =
             time::OffsetDateTime::from_unix_timestamp(cert.validity().not_before.timestamp()).ok();
         cur.not_after =
@@ -256,6 +257,10 @@ pub fn inspect_secret(secret: Option<&Secret>) -> Current {
         cur.key_pem = key.map(pki::PrivateKeyPem::new);
     }
     cur
+}
+
+fn strip_zeros(s: &str) -> String {
+    s.trim_start_matches('0').to_ascii_lowercase()
 }
 
 /// When to renew a certificate valid `[nb, na)`.
@@ -293,6 +298,13 @@ pub fn needs_issuance(
         return Some((
             "SpecChanged",
             "the spec changed since the certificate was issued",
+        ));
+    }
+    // Someone replaced the certificate (and key) with another pair.
+    if cur.annotated_serial.as_deref().map(strip_zeros) != cur.serial.as_deref().map(strip_zeros) {
+        return Some((
+            "SecretInvalid",
+            "the Secret holds a certificate Signet did not issue for it",
         ));
     }
     match (cur.not_before, cur.not_after) {
@@ -980,6 +992,7 @@ mod tests {
             not_after: Some(t(na)),
             key_matches: true,
             spec_hash: Some(hash.into()),
+            annotated_serial: Some("1".into()),
             key_pem: None,
         }
     }
@@ -1008,6 +1021,15 @@ mod tests {
                 current(0, 1000, "old"),
                 10,
                 Some("SpecChanged"),
+            ),
+            (
+                "a certificate swapped in by someone else is reissued",
+                Current {
+                    annotated_serial: Some("2".into()),
+                    ..current(0, 1000, "h")
+                },
+                10,
+                Some("SecretInvalid"),
             ),
             (
                 "a fresh certificate is left alone",

@@ -100,9 +100,7 @@ pub fn entries_of(der: &[u8]) -> Vec<(String, i64, String)> {
     };
     crl.iter_revoked_certificates()
         .map(|r| {
-            let serial = hex::encode(r.raw_serial())
-                .trim_start_matches('0')
-                .to_string();
+            let serial = crate::store::normalize_serial(&hex::encode(r.raw_serial()));
             let reason = r
                 .reason_code()
                 .map(|(_, rc)| reason_name(rc.0))
