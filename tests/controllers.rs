@@ -981,15 +981,7 @@ async fn ca_deletion_schedules_key_deletion_only_when_asked() {
         async move { api.get_opt(&drop).await.ok()?.is_none().then_some(()) }
     })
     .await;
-    let creds = aws_sdk_kms::config::Credentials::new("test", "test", None, None, "test");
-    let kms = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new(env.kms.region.clone()))
-            .endpoint_url(&env.kms.endpoint)
-            .credentials_provider(creds)
-            .build(),
-    );
+    let kms = kms_sdk(&env.kms);
     let meta = kms
         .describe_key()
         .key_id(&arn)
@@ -1103,15 +1095,7 @@ async fn unusable_kms_key_and_issuer_not_ready_then_adoption() {
     .await;
 
     // Adopt a key made outside Signet, by alias.
-    let creds = aws_sdk_kms::config::Credentials::new("test", "test", None, None, "test");
-    let kms = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .region(aws_sdk_kms::config::Region::new(env.kms.region.clone()))
-            .endpoint_url(&env.kms.endpoint)
-            .credentials_provider(creds)
-            .build(),
-    );
+    let kms = kms_sdk(&env.kms);
     let key = kms
         .create_key()
         .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -624,7 +624,6 @@ pub fn ca_record(
     }
 }
 
-/// Publishes an Event about a CA (errors are logged, never fatal).
 async fn publish_event(
     ctx: &Context,
     ca: &CertificateAuthority,
@@ -632,16 +631,7 @@ async fn publish_event(
     reason: &str,
     note: String,
 ) {
-    let ev = KEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &ca.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
+    super::publish_event(ctx, ca, type_, "Reconcile", reason, note).await;
 }
 
 /// Records a failure: Ready=False with the reason, an Event and an audit

@@ -9,7 +9,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -891,16 +891,7 @@ async fn publish_event(
     reason: &str,
     note: String,
 ) {
-    let ev = KEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Issue".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &cert.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
+    super::publish_event(ctx, cert, type_, "Issue", reason, note).await;
 }
 
 /// Records a failure: Ready=False with the reason; Event and audit only when

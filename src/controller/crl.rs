@@ -8,7 +8,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -401,16 +401,15 @@ async fn fail(crl: &CRL, ctx: &Context, err: Error) -> Result<Action, Error> {
         .is_none_or(|c| c.reason != reason || c.message != message);
     warn!(reason, error = %message, "CRL not published");
     if changed {
-        let ev = KEvent {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            note: Some(message.clone()),
-            action: "Publish".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &crl.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        }
+        super::publish_event(
+            ctx,
+            crl,
+            EventType::Warning,
+            "Publish",
+            reason,
+            message.clone(),
+        )
+        .await;
         let conds = conditions::merge(
             &status.conditions,
             &[Cond::no(CONDITION_READY, reason, message)],

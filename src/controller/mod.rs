@@ -367,6 +367,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Publishes an Event about `obj`; a failure to publish is logged, never
+/// fatal. Callers emit only on state changes, so failures do not storm.
+pub async fn publish_event<K>(
+    ctx: &Context,
+    obj: &K,
+    type_: kube::runtime::events::EventType,
+    action: &str,
+    reason: &str,
+    note: String,
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
 /// Drains a controller stream, logging (never dropping) each result.
 pub async fn drain<S, T, E>(name: &'static str, stream: S)
 where

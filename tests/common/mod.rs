@@ -275,3 +275,23 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A raw aws-sdk-kms client for local-kms (static test credentials), for
+/// tests that manage keys behind Signet's back.
+pub fn kms_sdk(kms: &signet_testenv::KmsEnv) -> aws_sdk_kms::Client {
+    let creds = aws_sdk_kms::config::Credentials::new(
+        signet_testenv::KMS_ACCESS_KEY_ID,
+        signet_testenv::KMS_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "signet-test",
+    );
+    aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(kms.region.clone()))
+            .endpoint_url(&kms.endpoint)
+            .credentials_provider(creds)
+            .build(),
+    )
+}
