@@ -211,7 +211,7 @@ fn expected_cluster_rules() -> BTreeSet<RuleKey> {
         rule(
             &["signet.dev"],
             &["certificateauthorities", "certificates", "crls"],
-            &["get", "list", "watch", "patch", "update"],
+            &["get", "list", "watch", "patch"],
         ),
         rule(
             &["signet.dev"],
@@ -220,12 +220,7 @@ fn expected_cluster_rules() -> BTreeSet<RuleKey> {
                 "certificates/status",
                 "crls/status",
             ],
-            &["get", "patch", "update"],
-        ),
-        rule(
-            &["signet.dev"],
-            &["certificateauthorities/finalizers"],
-            &["update"],
+            &["get", "patch"],
         ),
         rule(
             &[""],
@@ -995,13 +990,9 @@ async fn helm_install_creates_every_object_with_least_privilege() {
     let allowed: &[(&str, &str, Option<&str>)] = &[
         ("watch", "certificates.signet.dev", None),
         ("list", "certificateauthorities.signet.dev", None),
-        (
-            "update",
-            "certificateauthorities.signet.dev/finalizers",
-            None,
-        ),
+        ("patch", "certificateauthorities.signet.dev", None),
         ("patch", "certificates.signet.dev/status", None),
-        ("update", "crls.signet.dev/status", None),
+        ("patch", "crls.signet.dev/status", None),
         ("create", "secrets", Some(other)),
         ("patch", "secrets", Some(other)),
         ("watch", "secrets", None),
@@ -1025,6 +1016,13 @@ async fn helm_install_creates_every_object_with_least_privilege() {
         ("delete", "certificateauthorities.signet.dev", None),
         ("delete", "crls.signet.dev", None),
         ("update", "certificates.signet.dev/finalizers", Some(other)),
+        (
+            "update",
+            "certificateauthorities.signet.dev/finalizers",
+            None,
+        ),
+        ("update", "certificateauthorities.signet.dev", None),
+        ("update", "crls.signet.dev/status", None),
         ("create", "namespaces", None),
         ("get", "leases.coordination.k8s.io", Some(other)),
         ("delete", "leases.coordination.k8s.io", Some(ns)),
