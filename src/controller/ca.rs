@@ -34,12 +34,9 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     // An intermediate reacts to its parent (renewal, becoming Ready).
     let ctl = ctl.watches(api, watcher::Config::default(), move |parent| {
         let name = parent.name_any();
-        store
-            .state()
-            .into_iter()
-            .filter(|c| c.spec.issuer_ref.as_ref().is_some_and(|r| r.name == name))
-            .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
-            .collect::<Vec<_>>()
+        super::refs_where(&store, |c| {
+            c.spec.issuer_ref.as_ref().is_some_and(|r| r.name == name)
+        })
     });
     let stream = ctl
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -570,10 +567,12 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 async fn patch_status(ctx: &Context, name: &str, body: serde_json::Value) -> Result<(), Error> {
-    let api: Api<CertificateAuthority> = Api::all(ctx.client.clone());
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body))
-        .await?;
-    Ok(())
+    super::patch_status(
+        &Api::<CertificateAuthority>::all(ctx.client.clone()),
+        name,
+        body,
+    )
+    .await
 }
 
 fn audit(

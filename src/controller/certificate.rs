@@ -58,12 +58,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
         // A CA appearing, becoming Ready or renewing wakes its Certificates.
         .watches(cas, watcher::Config::default(), move |ca| {
             let name = ca.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|c| c.spec.issuer_ref.name == name)
-                .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
+            super::refs_where(&store, |c| c.spec.issuer_ref.name == name)
         })
         // A Secret deleted or edited wakes the Certificate that owns it.
         .watches(
@@ -72,14 +67,9 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
             move |secret: Secret| {
                 let ns = secret.namespace().unwrap_or_default();
                 let sname = secret.name_any();
-                store2
-                    .state()
-                    .into_iter()
-                    .filter(|c| {
-                        c.namespace().as_deref() == Some(&ns) && c.spec.secret_name == sname
-                    })
-                    .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
+                super::refs_where(&store2, |c| {
+                    c.namespace().as_deref() == Some(&ns) && c.spec.secret_name == sname
+                })
             },
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -878,10 +868,12 @@ async fn patch_status(
     name: &str,
     body: serde_json::Value,
 ) -> Result<(), Error> {
-    let api: Api<Certificate> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body))
-        .await?;
-    Ok(())
+    super::patch_status(
+        &Api::<Certificate>::namespaced(ctx.client.clone(), ns),
+        name,
+        body,
+    )
+    .await
 }
 
 async fn publish_event(

@@ -46,12 +46,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     let stream = ctl
         .watches(cas, watcher::Config::default(), move |ca| {
             let name = ca.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|c| c.spec.ca_ref.name == name)
-                .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
+            super::refs_where(&store, |c| c.spec.ca_ref.name == name)
         })
         // A revocation (register change) re-signs within seconds.
         .watches(
@@ -63,12 +58,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
                     .get(revocations::LABEL_CA)
                     .cloned()
                     .unwrap_or_default();
-                store2
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.spec.ca_ref.name == ca)
-                    .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
+                super::refs_where(&store2, |c| c.spec.ca_ref.name == ca)
             },
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -386,10 +376,7 @@ async fn reconcile_inner(crl: &CRL, ctx: &Context) -> Result<Action, Error> {
 }
 
 async fn patch_status(ctx: &Context, name: &str, body: serde_json::Value) -> Result<(), Error> {
-    let api: Api<CRL> = Api::all(ctx.client.clone());
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body))
-        .await?;
-    Ok(())
+    super::patch_status(&Api::<CRL>::all(ctx.client.clone()), name, body).await
 }
 
 async fn fail(crl: &CRL, ctx: &Context, err: Error) -> Result<Action, Error> {

@@ -367,6 +367,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The objects in a controller's cache that `pred` selects, as reconcile
+/// requests: the mapper of every `watches` (a CA wakes its Certificates, a
+/// Secret its Certificate, a register its CRLs).
+pub fn refs_where<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    pred: impl Fn(&K) -> bool,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| pred(o))
+        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
+        .collect()
+}
+
+/// Merge-patches the status subresource of `name`.
+pub async fn patch_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    body: serde_json::Value,
+) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(body),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Publishes an Event about `obj`; a failure to publish is logged, never
 /// fatal. Callers emit only on state changes, so failures do not storm.
 pub async fn publish_event<K>(

@@ -157,32 +157,55 @@ pub fn ready(
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-/// Waits until CA `name` has Ready=`want_status` (and reason, if given).
-pub async fn wait_ca(
-    client: &kube::Client,
+/// Waits until `api.get(name)` has Ready=`want.0` (and reason `want.1`),
+/// reading the conditions with `conds`.
+async fn wait_ready<K>(
+    api: Api<K>,
+    what: String,
     name: &str,
     want: (&str, Option<&str>),
     op: &Operator,
-) -> CertificateAuthority {
-    let api: Api<CertificateAuthority> = Api::all(client.clone());
+    conds: fn(&K) -> Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     wait_for(
-        &format!("CertificateAuthority {name} Ready={want:?}"),
+        &format!("{what} Ready={want:?}"),
         Duration::from_secs(60),
         Some(op),
         || {
             let api = api.clone();
             async move {
-                let ca = api.get_opt(name).await.ok()??;
-                let conds = ca.status.clone()?.conditions;
-                let (s, r, _) = ready(&conds)?;
-                (s == want.0 && want.1.is_none_or(|w| w == r)).then_some(ca)
+                let obj = api.get_opt(name).await.ok()??;
+                let (s, r, _) = ready(&conds(&obj)?)?;
+                (s == want.0 && want.1.is_none_or(|w| w == r)).then_some(obj)
             }
         },
     )
     .await
 }
 
-/// Waits until Certificate `ns/name` has Ready=`want` (and reason).
+/// Waits until CA `name` has Ready=`want.0` (and reason, if given).
+pub async fn wait_ca(
+    client: &kube::Client,
+    name: &str,
+    want: (&str, Option<&str>),
+    op: &Operator,
+) -> CertificateAuthority {
+    let api = Api::all(client.clone());
+    wait_ready(
+        api,
+        format!("CertificateAuthority {name}"),
+        name,
+        want,
+        op,
+        |c: &CertificateAuthority| Some(c.status.clone()?.conditions),
+    )
+    .await
+}
+
+/// Waits until Certificate `ns/name` has Ready=`want.0` (and reason).
 pub async fn wait_cert(
     client: &kube::Client,
     ns: &str,
@@ -190,20 +213,14 @@ pub async fn wait_cert(
     want: (&str, Option<&str>),
     op: &Operator,
 ) -> Certificate {
-    let api: Api<Certificate> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("Certificate {ns}/{name} Ready={want:?}"),
-        Duration::from_secs(60),
-        Some(op),
-        || {
-            let api = api.clone();
-            async move {
-                let c = api.get_opt(name).await.ok()??;
-                let conds = c.status.clone()?.conditions;
-                let (s, r, _) = ready(&conds)?;
-                (s == want.0 && want.1.is_none_or(|w| w == r)).then_some(c)
-            }
-        },
+    let api = Api::namespaced(client.clone(), ns);
+    wait_ready(
+        api,
+        format!("Certificate {ns}/{name}"),
+        name,
+        want,
+        op,
+        |c: &Certificate| Some(c.status.clone()?.conditions),
     )
     .await
 }
