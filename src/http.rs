@@ -10,8 +10,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use crate::controller::Context;
-use crate::store::StoreHealth;
+use crate::metrics::Metrics;
+use crate::published::Published;
+use crate::store::{Store, StoreHealth};
+
+/// What the HTTP side reads: published state, metrics, store health.
+#[derive(Clone)]
+pub struct HttpState {
+    /// CRLs, CA certificates, readiness.
+    pub published: Arc<Published>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// The mirror (health and queue depth only).
+    pub store: Store,
+}
 
 /// A response: status, content type, body.
 pub struct Response {
@@ -34,12 +46,12 @@ impl Response {
 }
 
 /// Routes a GET request path.
-pub async fn route(ctx: &Context, path: &str) -> Response {
+pub async fn route(ctx: &HttpState, path: &str) -> Response {
     let path = path.split('?').next().unwrap_or("");
     match path {
         "/healthz" => Response::text(200, "ok\n"),
         "/readyz" => {
-            if !ctx.metrics.is_ready() {
+            if !ctx.published.is_ready() {
                 return Response::text(503, "controllers not running\n");
             }
             match ctx.store.health() {
@@ -57,7 +69,10 @@ pub async fn route(ctx: &Context, path: &str) -> Response {
             Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
-                body: ctx.metrics.render(degraded, queued).into_bytes(),
+                body: ctx
+                    .metrics
+                    .render(&ctx.published, degraded, queued)
+                    .into_bytes(),
             }
         }
         p if p.starts_with("/crl/") => {
@@ -67,16 +82,16 @@ pub async fn route(ctx: &Context, path: &str) -> Response {
                 (_, Some(n)) => (n, true),
                 _ => return Response::text(404, "use /crl/<name>.crl or /crl/<name>.pem\n"),
             };
-            match ctx.published_crls.read().await.get(name) {
-                Some(der) if pem => Response {
+            match ctx.published.crl(name) {
+                Some(crl) if pem => Response {
                     status: 200,
                     content_type: "application/x-pem-file",
-                    body: pem::encode(&pem::Pem::new("X509 CRL", der.clone())).into_bytes(),
+                    body: pem::encode(&pem::Pem::new("X509 CRL", crl.der.to_vec())).into_bytes(),
                 },
-                Some(der) => Response {
+                Some(crl) => Response {
                     status: 200,
                     content_type: "application/pkix-crl",
-                    body: der.clone(),
+                    body: crl.der.to_vec(),
                 },
                 None => Response::text(404, format!("no published CRL named {name:?}\n")),
             }
@@ -85,11 +100,11 @@ pub async fn route(ctx: &Context, path: &str) -> Response {
             let Some(name) = p["/ca/".len()..].strip_suffix(".pem") else {
                 return Response::text(404, "use /ca/<name>.pem\n");
             };
-            match ctx.ca_certs.read().await.get(name) {
-                Some(pem) => Response {
+            match ctx.published.ca(name) {
+                Some(ca) => Response {
                     status: 200,
                     content_type: "application/x-pem-file",
-                    body: pem.clone().into_bytes(),
+                    body: ca.cert_pem.into_bytes(),
                 },
                 None => Response::text(404, format!("no CertificateAuthority named {name:?}\n")),
             }
@@ -98,7 +113,7 @@ pub async fn route(ctx: &Context, path: &str) -> Response {
     }
 }
 
-async fn handle(mut stream: TcpStream, ctx: Arc<Context>) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, ctx: HttpState) -> std::io::Result<()> {
     let mut buf = vec![0u8; 8192];
     let mut len = 0;
     // Read the request head (bounded size and time).
@@ -147,7 +162,7 @@ async fn handle(mut stream: TcpStream, ctx: Arc<Context>) -> std::io::Result<()>
 }
 
 /// Serves until the task is aborted.
-pub async fn serve(addr: SocketAddr, ctx: Arc<Context>) {
+pub async fn serve(addr: SocketAddr, ctx: HttpState) {
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

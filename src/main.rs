@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator (controllers + HTTP server).
-    Run(Box<signet::controller::RunArgs>),
+    Run(Box<signet::run::RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds {
         /// Write one file per CRD into this folder instead of printing.
@@ -43,7 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => signet::controller::run_blocking(*args),
+        Command::Run(args) => signet::run::run_blocking(*args),
         Command::Crds { split, reference } => {
             if reference {
                 print!("{}", signet::api::reference_markdown());

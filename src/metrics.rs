@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::controller::Error;
+use crate::published::Published;
 
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -26,14 +26,18 @@ pub struct Metrics {
     renewed: AtomicU64,
     revoked: AtomicU64,
     crls: AtomicU64,
-    ready: AtomicBool,
-    leader: AtomicBool,
 }
 
 impl Metrics {
-    /// Records one reconcile of `controller` and its outcome.
-    pub fn observe_reconcile(&self, controller: &'static str, took: Duration, err: Option<&Error>) {
-        let result = err.map(|e| e.reason()).unwrap_or("Success");
+    /// Records one reconcile of `controller` and its outcome (`None` for
+    /// success, else the bounded failure reason).
+    pub fn observe_reconcile(
+        &self,
+        controller: &'static str,
+        took: Duration,
+        failure: Option<&'static str>,
+    ) {
+        let result = failure.unwrap_or("Success");
         if let Ok(mut m) = self.reconciles.lock() {
             *m.entry((controller, result)).or_default() += 1;
         }
@@ -69,24 +73,9 @@ impl Metrics {
         self.crls.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Marks the operator ready (controllers running).
-    pub fn set_ready(&self, v: bool) {
-        self.ready.store(v, Ordering::Relaxed);
-    }
-
-    /// Whether the operator is ready.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    /// Marks this replica as leader.
-    pub fn set_leader(&self, v: bool) {
-        self.leader.store(v, Ordering::Relaxed);
-    }
-
     /// Renders the text exposition format. `store_degraded` comes from the
     /// store's health.
-    pub fn render(&self, store_degraded: bool, store_queued: u64) -> String {
+    pub fn render(&self, state: &Published, store_degraded: bool, store_queued: u64) -> String {
         let mut out = String::new();
         out.push_str("# HELP signet_reconcile_total Reconciles by controller and result (Success or a condition reason).\n# TYPE signet_reconcile_total counter\n");
         if let Ok(m) = self.reconciles.lock() {
@@ -151,12 +140,12 @@ impl Metrics {
             (
                 "signet_ready",
                 "1 when the controllers run.",
-                u64::from(self.is_ready()),
+                u64::from(state.is_ready()),
             ),
             (
                 "signet_leader",
                 "1 when this replica reconciles.",
-                u64::from(self.leader.load(Ordering::Relaxed)),
+                u64::from(state.is_leader()),
             ),
             (
                 "signet_store_degraded",

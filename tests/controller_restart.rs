@@ -103,7 +103,7 @@ async fn revocation_survives_restart_with_empty_sqlite_and_lost_register() {
     let cm = cms.get("scrl-crl").await.unwrap();
     let der = cm.binary_data.unwrap()["ca.crl"].0.clone();
     assert!(
-        signet::controller::crl::entries_of(&der)
+        crl_entries(&der)
             .iter()
             .any(|(s, _, r)| *s == serial && r == "keyCompromise")
     );

@@ -300,12 +300,11 @@ async fn reissue_on_spec_change_deleted_or_corrupted_secret_but_not_on_unrelated
         },
     )
     .await;
-    let crt = secret_text(&fixed, "tls.crt");
-    let der = pem::parse(crt.as_bytes()).unwrap().into_contents();
-    assert!(signet::controller::certificate::key_matches(
-        &secret_text(&fixed, "tls.key"),
-        &der
-    ));
+    let contents = signet::pki::read_tls(
+        Some(secret_text(&fixed, "tls.crt").as_bytes()),
+        Some(secret_text(&fixed, "tls.key").as_bytes()),
+    );
+    assert!(matches!(contents.key, signet::pki::KeyState::Matches(_)));
 }
 
 /// Short-lived certificates renew on time (requeue at renewalTime).
@@ -643,7 +642,7 @@ async fn revocation_appears_in_the_crl_and_survives_deleting_the_certificate() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "signet-ops");
     let cm = cms.get(&format!("{crl_name}-crl")).await.unwrap();
     let der = cm.binary_data.unwrap()["ca.crl"].0.clone();
-    let entries = signet::controller::crl::entries_of(&der);
+    let entries = crl_entries(&der);
     assert!(
         entries
             .iter()
@@ -655,7 +654,7 @@ async fn revocation_appears_in_the_crl_and_survives_deleting_the_certificate() {
     // Over HTTP too.
     let (status, body) = op.http_get(&format!("/crl/{crl_name}.crl")).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(signet::controller::crl::entries_of(&body).len(), 1);
+    assert_eq!(crl_entries(&body).len(), 1);
     // Removing the revocation is refused at admission.
     let err = certs
         .patch(
@@ -682,11 +681,7 @@ async fn revocation_appears_in_the_crl_and_survives_deleting_the_certificate() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cm = cms.get(&format!("{crl_name}-crl")).await.unwrap();
     let der = cm.binary_data.unwrap()["ca.crl"].0.clone();
-    assert!(
-        signet::controller::crl::entries_of(&der)
-            .iter()
-            .any(|(s, _, _)| s == &serial)
-    );
+    assert!(crl_entries(&der).iter().any(|(s, _, _)| s == &serial));
 }
 
 /// `signet revoke --reissue` revokes the current serial and issues a new
@@ -747,7 +742,7 @@ async fn cli_revoke_with_reissue_issues_a_fresh_key() {
             async move {
                 let cm = cms.get_opt(&name).await.ok()??;
                 let der = cm.binary_data?.get("ca.crl")?.0.clone();
-                signet::controller::crl::entries_of(&der)
+                crl_entries(&der)
                     .iter()
                     .any(|(s, _, _)| *s == old)
                     .then_some(())

@@ -72,9 +72,87 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// Parses an optional duration field.
+pub fn optional(field: &str, s: Option<&str>) -> Result<Option<Duration>, String> {
+    s.map(|s| parse(field, s)).transpose()
+}
+
+/// A validity and how long before its end to act on it: `duration` +
+/// `renewBefore` of Certificates and CAs, `validity` + `refreshBefore` of
+/// CRLs. The one place these pairs are parsed and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// The whole validity.
+    pub total: Duration,
+    /// Act this long before its end (default a third of `total`).
+    pub before_end: Duration,
+}
+
+/// Parses `(total field, value)` and `(before-end field, value)`, with
+/// `default_total` when the first is unset. `before_end` must be shorter
+/// than `total`.
+pub fn lifetime(
+    total: (&str, Option<&str>),
+    before_end: (&str, Option<&str>),
+    default_total: Duration,
+) -> Result<Lifetime, String> {
+    let t = optional(total.0, total.1)?.unwrap_or(default_total);
+    let b = optional(before_end.0, before_end.1)?.unwrap_or(t / 3);
+    if b >= t {
+        return Err(format!(
+            "{} ({}) must be shorter than {} ({}); the default is a third of it",
+            before_end.0,
+            format(b),
+            total.0,
+            format(t)
+        ));
+    }
+    Ok(Lifetime {
+        total: t,
+        before_end: b,
+    })
+}
+
+/// When to act on something valid `[not_before, not_after)` that should be
+/// replaced `before_end` ahead of its end. A `before_end` not shorter than
+/// the actual lifetime (an issuer clamped it) falls back to a third.
+pub fn act_at(
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+    before_end: Duration,
+) -> time::OffsetDateTime {
+    let lifetime = not_after - not_before;
+    let b = time::Duration::try_from(before_end).unwrap_or(lifetime / 3);
+    let b = if b >= lifetime { lifetime / 3 } else { b };
+    not_after - b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_default_to_a_third_and_refuse_an_inverted_pair() {
+        let l = lifetime(("d", None), ("r", None), Duration::from_secs(300)).unwrap();
+        assert_eq!(l.before_end, Duration::from_secs(100));
+        let e = lifetime(
+            ("spec.duration", Some("1h")),
+            ("spec.renewBefore", Some("2h")),
+            Duration::ZERO,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("spec.renewBefore") && e.contains("spec.duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn act_at_falls_back_to_a_third_of_a_clamped_lifetime() {
+        let t = |s| time::OffsetDateTime::from_unix_timestamp(s).unwrap();
+        assert_eq!(act_at(t(0), t(1000), Duration::from_secs(100)), t(900));
+        assert_eq!(act_at(t(0), t(300), Duration::from_secs(500)), t(200));
+    }
 
     #[test]
     fn parses_go_durations() {

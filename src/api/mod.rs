@@ -404,15 +404,35 @@ pub struct SecretTemplate {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// RFC 5280 revocation reasons.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+/// RFC 5280 revocation reasons (§5.3.1), the one type used from the CRD
+/// through the revocation register to the CRL and OCSP.
+///
+/// Names are camelCase (`keyCompromise`, `caCompromise`); the RFC's
+/// `cACompromise` spelling is accepted when reading. `removeFromCRL` (delta
+/// CRLs) and `aACompromise` (attribute certificates) do not apply to Signet.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RevocationReason {
-    /// No reason given (code 0).
+    /// No reason given (code 0; written without a reason code extension).
+    #[default]
     Unspecified,
     /// The private key is known or suspected to be compromised (1).
     KeyCompromise,
     /// The issuing CA's key was compromised (2).
+    #[serde(alias = "cACompromise")]
     CaCompromise,
     /// The subject's affiliation changed (3).
     AffiliationChanged,
@@ -427,7 +447,7 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
-    /// The CRL reason code.
+    /// The RFC 5280 CRLReason code.
     pub fn code(self) -> u8 {
         match self {
             Self::Unspecified => 0,
@@ -441,7 +461,13 @@ impl RevocationReason {
         }
     }
 
-    /// The camelCase name used in the API and the CLI.
+    /// The reason of a CRLReason code; `None` for codes Signet never writes
+    /// (7 is unused, 8 removeFromCRL, 10 aACompromise).
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The camelCase name used in the API, the CLI and the register.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unspecified => "unspecified",
@@ -468,12 +494,19 @@ impl RevocationReason {
     ];
 }
 
+impl std::fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for RevocationReason {
     type Err = String;
+    /// Case-insensitive, so the RFC spelling `cACompromise` parses too.
     fn from_str(s: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 let all: Vec<&str> = Self::ALL.iter().map(|r| r.as_str()).collect();
                 format!(
@@ -609,6 +642,45 @@ pub struct CertificateStatus {
     /// Hash of the spec fields that shape the certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
+    /// The CertificateAuthority that issued the current certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Earlier certificates of this object that have not expired yet, newest
+    /// first (at most 20): what a revocation of the object covers besides
+    /// the current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_certificates: Vec<IssuedSerial>,
+    /// Serials of this object that Signet revoked, as confirmed by the CA's
+    /// revocation register (entries leave when the certificate expires).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocations: Vec<RevokedSerial>,
+}
+
+/// A certificate Signet issued for a Certificate object.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedSerial {
+    /// Serial number (hex).
+    pub serial_number: String,
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// The CertificateAuthority that issued it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+}
+
+/// A revocation Signet recorded.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedSerial {
+    /// Serial number (hex).
+    pub serial_number: String,
+    /// Why.
+    pub reason: RevocationReason,
+    /// When (RFC 3339).
+    pub revocation_time: String,
+    /// End of validity of the revoked certificate (RFC 3339).
+    pub not_after: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -691,6 +763,12 @@ pub struct CrlStatus {
     /// Where the CRL is published (`namespace/name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<String>,
+    /// Consecutive failed attempts (reset on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<u32>,
+    /// Time of the last failed attempt (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
 }
 
 /// All CRDs, in apply order.

@@ -90,6 +90,9 @@ impl Signer for TimedSigner {
     fn key_arn(&self) -> &str {
         self.inner.key_arn()
     }
+    fn key_spec(&self) -> KeySpec {
+        self.inner.key_spec()
+    }
     async fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, SignError> {
         let start = Instant::now();
         let r = self.inner.sign_digest(digest).await;
@@ -104,6 +107,7 @@ impl Signer for TimedSigner {
 struct ReplaySigner {
     spki: Vec<u8>,
     alg: SigAlg,
+    spec: KeySpec,
     signature: Vec<u8>,
 }
 
@@ -117,6 +121,9 @@ impl Signer for ReplaySigner {
     }
     fn key_arn(&self) -> &str {
         "bench:replay"
+    }
+    fn key_spec(&self) -> KeySpec {
+        self.spec
     }
     async fn sign_digest(&self, _digest: &[u8]) -> Result<Vec<u8>, SignError> {
         Ok(self.signature.clone())
@@ -250,6 +257,7 @@ async fn pure_pass(
     let replay = ReplaySigner {
         spki: kms_signer.public_key_spki_der().to_vec(),
         alg: kms_signer.algorithm(),
+        spec: kms_signer.key_spec(),
         signature: signature.clone(),
     };
     let cpu0 = cpu_seconds("self", ticks).unwrap_or(0.0);

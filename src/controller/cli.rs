@@ -12,8 +12,10 @@ use anyhow::{Context as _, bail};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::certificate::{REVOKE_ANNOTATION, REVOKED_BY_ANNOTATION, RevokeRequest};
-use crate::api::{Certificate, RevocationReason};
+use super::certificate::{
+    REVOKE_ANNOTATION, REVOKE_REQUEST_CONDITION, REVOKED_BY_ANNOTATION, RevokeRequest,
+};
+use crate::api::{Certificate, CertificateStatus, RevocationReason};
 
 /// Arguments of `signet revoke`.
 #[derive(clap::Args, Debug, Clone)]
@@ -115,28 +117,15 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         "revocation of {ns}/{name} serial {serial} ({}) requested",
         args.reason.as_str()
     );
+    let serial = crate::pki::normalize_serial(&serial).unwrap_or(serial);
     if args.wait.is_zero() {
         return Ok(());
     }
     let start = Instant::now();
     loop {
         let c = api.get(&name).await?;
-        let st = c.status.clone().unwrap_or_default();
-        let done = if args.reissue {
-            st.serial_number.as_deref().is_some_and(|s| s != serial)
-                && !c.annotations_contains(REVOKE_ANNOTATION)
-        } else {
-            st.revocation_time.is_some()
-        };
-        if done {
-            if args.reissue {
-                println!(
-                    "revoked serial {serial}; reissued as serial {}",
-                    st.serial_number.unwrap_or_default()
-                );
-            } else {
-                println!("revoked serial {serial}; it is listed in the CA's CRL");
-            }
+        if let Some(done) = confirmed(&c, &serial, args.reissue)? {
+            println!("{done}");
             return Ok(());
         }
         if start.elapsed() > args.wait {
@@ -146,6 +135,41 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What the controller confirmed about revoking `serial`: `Some(message)`
+/// once the revocation is in status (and, with `reissue`, a new serial is),
+/// an error when it refused the request, `None` while pending.
+pub fn confirmed(c: &Certificate, serial: &str, reissue: bool) -> anyhow::Result<Option<String>> {
+    let st: CertificateStatus = c.status.clone().unwrap_or_default();
+    if let Some(cond) = st
+        .conditions
+        .iter()
+        .find(|x| x.type_ == REVOKE_REQUEST_CONDITION && x.status == "False")
+        && c.annotations_contains(REVOKE_ANNOTATION)
+    {
+        bail!("the operator refused the request: {}", cond.message);
+    }
+    let revoked: Vec<&str> = st
+        .revocations
+        .iter()
+        .map(|r| r.serial_number.as_str())
+        .collect();
+    if !revoked.contains(&serial) {
+        return Ok(None);
+    }
+    if !reissue {
+        return Ok(Some(format!(
+            "revoked serial {}; listed in the CA's CRL",
+            revoked.join(", ")
+        )));
+    }
+    match st.serial_number.as_deref() {
+        Some(new) if new != serial && !c.annotations_contains(REVOKE_ANNOTATION) => Ok(Some(
+            format!("revoked serial {serial}; reissued as serial {new}"),
+        )),
+        _ => Ok(None),
     }
 }
 

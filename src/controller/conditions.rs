@@ -89,16 +89,10 @@ pub fn is_true(conds: &[Condition], type_: &str) -> bool {
     find(conds, type_).is_some_and(|c| c.status == "True")
 }
 
-/// RFC 3339 (UTC, whole seconds).
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Parses RFC 3339.
-pub fn parse_rfc3339(s: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+/// `conds` without the condition of `type_`.
+pub fn without(mut conds: Vec<Condition>, type_: &str) -> Vec<Condition> {
+    conds.retain(|c| c.type_ != type_);
+    conds
 }
 
 #[cfg(test)]

@@ -7,8 +7,34 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use kube::ResourceExt;
+
 use super::Error;
-use crate::api::{CertificateAuthoritySpec, NameList, duration};
+use crate::api::{Certificate, CertificateAuthority, CertificateAuthoritySpec, NameList, duration};
+
+/// Every policy of CA `ca` that applies to Certificate `cert` asking for
+/// `requested` validity; `ns_labels` are the labels of the Certificate's
+/// namespace (only read when the CA selects namespaces by label).
+pub fn check_certificate(
+    ca: &CertificateAuthority,
+    cert: &Certificate,
+    requested: Duration,
+    ns_labels: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let name = ca.name_any();
+    let ns = cert.namespace().unwrap_or_default();
+    namespace_allowed(&name, &ca.spec, &ns, ns_labels)?;
+    duration_allowed(&name, &ca.spec, requested)?;
+    names_allowed(
+        &name,
+        &ca.spec,
+        &Names {
+            dns: &cert.spec.dns_names,
+            ips: &cert.spec.ip_addresses,
+            emails: &cert.spec.email_addresses,
+        },
+    )
+}
 
 /// Checks that namespace `ns` (with `labels`) may use the CA.
 pub fn namespace_allowed(

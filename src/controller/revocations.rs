@@ -7,6 +7,10 @@
 //! the CA's CRL within seconds; it also folds the entries of the last
 //! published CRL back in, so the signed CRL is a second durable copy.
 //! Entries are never removed while the certificate is unexpired.
+//!
+//! An entry that cannot be read (hand-edited, written by something else) is
+//! reported and skipped; it never stops the other revocations from being
+//! listed.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
+use crate::api::RevocationReason;
 
 /// Label carrying the CA name on every register ConfigMap.
 pub const LABEL_CA: &str = "signet.dev/revocations-for";
@@ -25,12 +30,12 @@ pub const DATA_KEY: &str = "revocations.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Revoked {
-    /// Serial number (lower-case hex, no leading zeros).
+    /// Serial number (normal form: even-length lower-case hex).
     pub serial: String,
     /// Revocation time (unix seconds).
     pub revoked_at: i64,
-    /// RFC 5280 reason name (`keyCompromise`, ...).
-    pub reason: String,
+    /// Why.
+    pub reason: RevocationReason,
     /// notAfter of the revoked certificate (unix seconds); the entry may be
     /// dropped from CRLs after it.
     pub not_after: i64,
@@ -42,31 +47,63 @@ pub struct Revoked {
     pub actor: Option<String>,
 }
 
+/// A register as read: the usable entries and a description of the ones
+/// that were skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Register {
+    /// Usable entries.
+    pub entries: Vec<Revoked>,
+    /// One line per skipped entry.
+    pub skipped: Vec<String>,
+}
+
 /// Name of the register ConfigMap of CA `ca`.
 pub fn config_map_name(ca: &str) -> String {
     format!("signet-revocations-{ca}")
 }
 
 /// Reads the register of `ca` (empty when it does not exist yet).
-pub async fn list(client: &kube::Client, namespace: &str, ca: &str) -> Result<Vec<Revoked>, Error> {
+pub async fn list(client: &kube::Client, namespace: &str, ca: &str) -> Result<Register, Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     Ok(match api.get_opt(&config_map_name(ca)).await? {
-        Some(cm) => parse(&cm)?,
-        None => Vec::new(),
+        Some(cm) => parse(&cm),
+        None => Register::default(),
     })
 }
 
-/// Parses a register ConfigMap.
-pub fn parse(cm: &ConfigMap) -> Result<Vec<Revoked>, Error> {
+/// Parses a register ConfigMap entry by entry. Serials are normalised, so
+/// two spellings of one serial are one entry.
+pub fn parse(cm: &ConfigMap) -> Register {
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let mut out = Register::default();
     let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-        return Ok(Vec::new());
+        return out;
     };
-    serde_json::from_str(text).map_err(|e| {
-        Error::Other(format!(
-            "revocation register {} is not valid JSON ({e}); restore it from the last CRL or a backup",
-            cm.metadata.name.clone().unwrap_or_default()
-        ))
-    })
+    let items: Vec<serde_json::Value> = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            out.skipped
+                .push(format!("{name}: {DATA_KEY} is not a JSON list ({e})"));
+            return out;
+        }
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        match serde_json::from_value::<Revoked>(item) {
+            Ok(mut r) => match crate::pki::normalize_serial(&r.serial) {
+                Some(s) if !out.entries.iter().any(|e| e.serial == s) => {
+                    r.serial = s;
+                    out.entries.push(r);
+                }
+                Some(_) => {}
+                None => out.skipped.push(format!(
+                    "{name}[{i}]: serial {:?} is not a valid serial",
+                    r.serial
+                )),
+            },
+            Err(e) => out.skipped.push(format!("{name}[{i}]: {e}")),
+        }
+    }
+    out
 }
 
 /// Adds entries to the register of `ca` (idempotent by serial). Uses the
@@ -82,10 +119,7 @@ pub async fn add(
     let name = config_map_name(ca);
     for _attempt in 0..8 {
         let existing = api.get_opt(&name).await?;
-        let mut list = match &existing {
-            Some(cm) => parse(cm)?,
-            None => Vec::new(),
-        };
+        let mut list = existing.as_ref().map(parse).unwrap_or_default().entries;
         let before = list.len();
         for e in entries {
             if !list.iter().any(|x| x.serial == e.serial) {
@@ -136,4 +170,41 @@ pub async fn add(
     Err(Error::Other(format!(
         "revocation register {name}: too many concurrent updates; will retry"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(text: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("signet-revocations-ca".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(DATA_KEY.to_string(), text.to_string())])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bad_entries_are_reported_and_skipped_never_fatal() {
+        let r = parse(&cm(r#"[
+            {"serial": "0a1b", "revokedAt": 1, "reason": "keyCompromise", "notAfter": 9},
+            {"serial": "not-hex", "revokedAt": 1, "reason": "keyCompromise", "notAfter": 9},
+            {"serial": "A1B", "revokedAt": 2, "reason": "superseded", "notAfter": 9},
+            {"serial": "0c", "revokedAt": 3, "reason": "stolen", "notAfter": 9},
+            {"serial": "0d", "revokedAt": 3, "reason": "cACompromise", "notAfter": 9}
+        ]"#));
+        let serials: Vec<&str> = r.entries.iter().map(|e| e.serial.as_str()).collect();
+        assert_eq!(
+            serials,
+            ["0a1b", "0d"],
+            "the second spelling of 0a1b is the same entry"
+        );
+        assert_eq!(r.entries[1].reason, RevocationReason::CaCompromise);
+        assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
+        let r = parse(&cm("{not json"));
+        assert!(r.entries.is_empty() && r.skipped.len() == 1);
+    }
 }

@@ -452,6 +452,33 @@ impl AwsKms {
         )
     }
 
+    /// Schedules deletion of `key` after `pending_days` (KMS allows 7–30).
+    /// A key already pending deletion or not found is a typed outcome.
+    pub async fn schedule_deletion(
+        &self,
+        key: &str,
+        pending_days: u8,
+    ) -> Result<super::DeletionOutcome, SignError> {
+        let res = self
+            .retry
+            .run("ScheduleKeyDeletion", || async {
+                self.client
+                    .schedule_key_deletion()
+                    .key_id(key)
+                    .pending_window_in_days(i32::from(pending_days))
+                    .send()
+                    .await
+                    .map_err(|e| classify(e, key))
+            })
+            .await;
+        match res {
+            Ok(_) => Ok(super::DeletionOutcome::Scheduled),
+            Err(SignError::KeyDisabled { .. }) => Ok(super::DeletionOutcome::AlreadyPending),
+            Err(SignError::KeyNotFound { .. }) => Ok(super::DeletionOutcome::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn describe(&self, key: &str) -> Result<aws_sdk_kms::types::KeyMetadata, SignError> {
         let out = self
             .retry
@@ -469,6 +496,30 @@ impl AwsKms {
             code: "MissingKeyMetadata".into(),
             detail: "DescribeKey returned no key metadata".into(),
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl super::KeyManager for AwsKms {
+    async fn create_key(
+        &self,
+        spec: KeySpec,
+        alias: &str,
+        tags: &[(String, String)],
+    ) -> Result<Arc<dyn Signer>, SignError> {
+        Ok(Arc::new(AwsKms::create_key(self, spec, alias, tags).await?))
+    }
+
+    async fn adopt_key(&self, key: &str) -> Result<Arc<dyn Signer>, SignError> {
+        Ok(Arc::new(AwsKms::adopt_key(self, key).await?))
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        key: &str,
+        pending_days: u8,
+    ) -> Result<super::DeletionOutcome, SignError> {
+        self.schedule_deletion(key, pending_days).await
     }
 }
 
@@ -655,11 +706,6 @@ impl KmsSigner {
         &self.key_id
     }
 
-    /// The key spec.
-    pub fn key_spec(&self) -> KeySpec {
-        self.spec
-    }
-
     /// The public key as PEM (`PUBLIC KEY`).
     pub fn public_key_pem(&self) -> String {
         pem::encode_config(
@@ -681,6 +727,10 @@ impl Signer for KmsSigner {
 
     fn key_arn(&self) -> &str {
         &self.key_arn
+    }
+
+    fn key_spec(&self) -> KeySpec {
+        self.spec
     }
 
     #[tracing::instrument(skip_all, fields(key = %self.key_arn))]

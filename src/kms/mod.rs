@@ -9,17 +9,27 @@
 //! * [`KmsSigner`] implements [`Signer`] with `MessageType=DIGEST`, bounded
 //!   jittered retries, and local verification of every signature.
 //!
+//! * [`KeyManager`] is the seam for the CA key lifecycle (create, adopt,
+//!   schedule deletion). The controllers hold an `Arc<dyn KeyManager>`;
+//!   [`AwsKms`] is the production implementation and [`LocalKms`] runs
+//!   reconcilers in-process in tests.
+//!
 //! There is no code path that exports a private key: KMS asymmetric keys are
 //! generated inside KMS, and this module only ever calls `CreateKey`,
-//! `CreateAlias`, `DescribeKey`, `GetPublicKey` and `Sign`.
+//! `CreateAlias`, `DescribeKey`, `GetPublicKey`, `Sign` and
+//! `ScheduleKeyDeletion`. No other module touches the AWS SDK.
 
 mod aws;
 mod error;
+pub mod local;
 mod retry;
 mod verify;
 
+use std::sync::Arc;
+
 pub use aws::{AwsKms, KeySpec, KmsSettings, KmsSigner, StaticCredentials};
 pub use error::SignError;
+pub use local::{LocalKms, LocalSigner};
 pub use retry::RetryPolicy;
 pub use verify::verify_digest_signature;
 
@@ -113,9 +123,58 @@ pub trait Signer: Send + Sync {
     fn algorithm(&self) -> SigAlg;
     /// Identity of the key for logs and status (the KMS key ARN).
     fn key_arn(&self) -> &str;
+    /// The key spec (curve or RSA size).
+    fn key_spec(&self) -> KeySpec;
     /// Signs a digest; see the trait-level contract.
     async fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, SignError>;
 }
 
-#[cfg(test)]
-pub(crate) mod soft;
+impl std::fmt::Debug for dyn Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.key_arn())
+    }
+}
+
+/// What scheduling a key's deletion found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionOutcome {
+    /// The key is now pending deletion.
+    Scheduled,
+    /// It already was (a previous attempt, or a human).
+    AlreadyPending,
+    /// No such key (deleted already, or another account/region).
+    NotFound,
+}
+
+/// Where CA keys live: create, adopt and retire them.
+///
+/// # Contract
+///
+/// * [`create_key`](KeyManager::create_key) is not idempotent: it creates a
+///   key and points `alias` at it. When the alias exists already it creates
+///   nothing and fails with [`SignError::AliasExists`] (adopt that key).
+/// * [`adopt_key`](KeyManager::adopt_key) takes a key id, ARN, alias or alias
+///   ARN and checks the key can sign (enabled, `SIGN_VERIFY`, supported spec).
+/// * [`schedule_key_deletion`](KeyManager::schedule_key_deletion) is
+///   idempotent; a key already pending deletion or gone is a typed outcome,
+///   not an error.
+/// * Errors follow the [`Signer`] contract's retry classes.
+#[async_trait::async_trait]
+pub trait KeyManager: Send + Sync {
+    /// Creates a `SIGN_VERIFY` key of `spec` named `alias` (prefixed with the
+    /// configured alias prefix unless it starts with `alias/`), tagged.
+    async fn create_key(
+        &self,
+        spec: KeySpec,
+        alias: &str,
+        tags: &[(String, String)],
+    ) -> Result<Arc<dyn Signer>, SignError>;
+    /// Adopts an existing key.
+    async fn adopt_key(&self, key: &str) -> Result<Arc<dyn Signer>, SignError>;
+    /// Schedules the key's deletion after `pending_days` (7–30 in AWS).
+    async fn schedule_key_deletion(
+        &self,
+        key: &str,
+        pending_days: u8,
+    ) -> Result<DeletionOutcome, SignError>;
+}

@@ -94,7 +94,7 @@ fn crl_params(
         revoked.push(RevokedCertParams {
             serial_number: SerialNumber::from_slice(&serial),
             revocation_time: whole_seconds(e.revoked_at),
-            reason_code: Some(e.reason.to_rcgen()),
+            reason_code: Some(super::request::rcgen_reason(e.reason)),
             invalidity_date: e.invalidity_date.map(whole_seconds),
         });
     }

@@ -221,6 +221,96 @@ fn invalid_if_any(errs: FieldErrors) -> Result<(), PkiError> {
     }
 }
 
+/// The checks and parameters of an intermediate under `parent`: parent
+/// usable, pathLen below the parent's, subject, name constraints, validity.
+/// Pure; shared by [`issue_intermediate`] and [`check_ca_request`].
+type IntermediatePlan = (
+    Option<u8>,
+    CertificateParams,
+    Option<(OffsetDateTime, OffsetDateTime, bool)>,
+);
+
+fn intermediate_plan(
+    parent: &IssuerInfo,
+    req: &CaRequest,
+    now: OffsetDateTime,
+    errs: &mut FieldErrors,
+) -> Result<IntermediatePlan, PkiError> {
+    parent.check_valid_at(now)?;
+    if !parent.can_sign_certs {
+        return Err(PkiError::IssuerNotAllowed(
+            "the parent's keyUsage lacks keyCertSign".into(),
+        ));
+    }
+    let path_len = match (parent.path_len, req.path_len) {
+        (Some(0), _) => {
+            return Err(PkiError::IssuerNotAllowed(
+                "the parent has pathLen 0 and cannot sign subordinate CAs".into(),
+            ));
+        }
+        (Some(p), Some(c)) if u32::from(c) >= p => {
+            errs.push(
+                "pathLen",
+                c.to_string(),
+                format!(
+                    "must be below the parent's pathLen {p}; use at most {}",
+                    p - 1
+                ),
+            );
+            None
+        }
+        (Some(p), None) => Some(u8::try_from(p - 1).unwrap_or(u8::MAX)),
+        (_, c) => c,
+    };
+    let params = ca_params(req, errs);
+    let window = validity(
+        now,
+        req.duration,
+        parent.profile.max_duration,
+        Some(parent.not_after()),
+        errs,
+    );
+    Ok((path_len, params, window))
+}
+
+/// Checks a CA request without signing anything: everything
+/// [`issue_root`] (no `parent`) or [`issue_intermediate`] would refuse,
+/// except the key itself. Run it before creating a KMS key, so a CA that
+/// cannot be issued never costs one.
+pub fn check_ca_request(
+    req: &CaRequest,
+    parent: Option<&IssuerInfo>,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let mut errs = FieldErrors::default();
+    match parent {
+        None => {
+            ca_params(req, &mut errs);
+            validity(now, req.duration, None, None, &mut errs);
+        }
+        Some(p) => {
+            intermediate_plan(p, req, now, &mut errs)?;
+        }
+    }
+    invalid_if_any(errs)
+}
+
+/// Checks a leaf request against `issuer` without generating a key or
+/// signing: everything [`issue_leaf`] would refuse.
+pub fn check_leaf_request(
+    issuer: &IssuerInfo,
+    req: &LeafRequest,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    issuer.check_valid_at(now)?;
+    if !issuer.can_sign_certs {
+        return Err(PkiError::IssuerNotAllowed(
+            "the issuer's keyUsage lacks keyCertSign".into(),
+        ));
+    }
+    leaf_params(issuer, req, now).map(|_| ())
+}
+
 /// Issues a self-signed root CA certificate for `signer`'s key: one KMS
 /// `Sign`. keyUsage keyCertSign+cRLSign+digitalSignature (critical),
 /// basicConstraints cA (critical, pathLen when set), SKI = AKI.
@@ -275,41 +365,8 @@ pub async fn issue_intermediate(
     now: OffsetDateTime,
 ) -> Result<IssuedCert, PkiError> {
     sign::check_issuer_key(parent.spki_der(), parent_signer)?;
-    parent.check_valid_at(now)?;
-    if !parent.can_sign_certs {
-        return Err(PkiError::IssuerNotAllowed(
-            "the parent's keyUsage lacks keyCertSign".into(),
-        ));
-    }
     let mut errs = FieldErrors::default();
-    let path_len = match (parent.path_len, req.path_len) {
-        (Some(0), _) => {
-            return Err(PkiError::IssuerNotAllowed(
-                "the parent has pathLen 0 and cannot sign subordinate CAs".into(),
-            ));
-        }
-        (Some(p), Some(c)) if u32::from(c) >= p => {
-            errs.push(
-                "pathLen",
-                c.to_string(),
-                format!(
-                    "must be below the parent's pathLen {p}; use at most {}",
-                    p - 1
-                ),
-            );
-            None
-        }
-        (Some(p), None) => Some(u8::try_from(p - 1).unwrap_or(u8::MAX)),
-        (_, c) => c,
-    };
-    let mut params = ca_params(req, &mut errs);
-    let window = validity(
-        now,
-        req.duration,
-        parent.profile.max_duration,
-        Some(parent.not_after()),
-        &mut errs,
-    );
+    let (path_len, mut params, window) = intermediate_plan(parent, req, now, &mut errs)?;
     let subject_key = match SpkiKey::from_spki(subject_spki_der) {
         Ok(k) => Some(k),
         Err(e) => {

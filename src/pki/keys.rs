@@ -200,17 +200,8 @@ pub(crate) fn parse_matching(
         errs.push("privateKey", "<existing key>", why.to_string());
         PkiError::Invalid(errs)
     };
-    let parsed =
-        pem::parse(pem_key.expose_secret()).map_err(|_| mismatch("the existing key is not PEM"))?;
-    let kp = match parsed.tag() {
-        "PRIVATE KEY" => KeyPair::try_from(parsed.contents()),
-        "RSA PRIVATE KEY" => {
-            let der = rustls_pki_types::PrivateKeyDer::Pkcs1(parsed.contents().to_vec().into());
-            KeyPair::from_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
-        }
-        _ => return Err(mismatch("unsupported PEM type for the existing key")),
-    }
-    .map_err(|_| mismatch("the existing key cannot be parsed"))?;
+    let kp = parse_pem(pem_key.expose_secret())?
+        .map_err(|_| mismatch("the existing key cannot be parsed"))?;
     let raw_len = kp.public_key_raw().len();
     let ok = match ty {
         LeafKeyType::EcdsaP256 => kp.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -234,6 +225,27 @@ pub(crate) fn parse_matching(
             "the existing key does not match privateKey.algorithm/size; a new key is needed",
         ))
     }
+}
+
+/// Parses a PEM private key: PKCS#8 (`PRIVATE KEY`, EC/RSA/Ed25519) or
+/// PKCS#1 (`RSA PRIVATE KEY`). The outer error says the text is not a PEM
+/// key of a supported type; the inner one that its contents do not parse.
+/// The one parser for keys Signet reads back (a Secret's `tls.key`).
+pub(crate) fn parse_pem(text: &str) -> Result<Result<KeyPair, rcgen::Error>, PkiError> {
+    let bad = |why: &str| {
+        let mut errs = FieldErrors::default();
+        errs.push("privateKey", "<existing key>", why.to_string());
+        PkiError::Invalid(errs)
+    };
+    let parsed = pem::parse(text).map_err(|_| bad("the existing key is not PEM"))?;
+    Ok(match parsed.tag() {
+        "PRIVATE KEY" => KeyPair::try_from(parsed.contents()),
+        "RSA PRIVATE KEY" => {
+            let der = rustls_pki_types::PrivateKeyDer::Pkcs1(parsed.contents().to_vec().into());
+            KeyPair::from_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+        }
+        _ => return Err(bad("unsupported PEM type for the existing key")),
+    })
 }
 
 /// Encodes the private key of `kp` as PEM in `encoding`.

@@ -23,9 +23,11 @@
 mod crl;
 mod der;
 mod error;
+mod from_api;
 mod issue;
 mod issuer;
 mod keys;
+pub mod parse;
 mod request;
 mod sign;
 mod validate;
@@ -33,10 +35,15 @@ mod validate;
 pub use crl::{SignedCrl, sign_crl};
 pub use error::PkiError;
 pub use issue::{
-    IssuedCert, IssuedLeaf, issue_intermediate, issue_leaf, issue_leaf_with_key, issue_root,
+    IssuedCert, IssuedLeaf, check_ca_request, check_leaf_request, issue_intermediate, issue_leaf,
+    issue_leaf_with_key, issue_root,
 };
 pub use issuer::{IssuerInfo, IssuerProfile};
 pub use keys::{KeyAlgorithm, KeyEncoding, LeafKeyType, PrivateKeyPem, PrivateKeySpec};
+pub use parse::{
+    CertFacts, CrlEntryFacts, CrlFacts, KeyState, TlsContents, cert_facts, crl_facts,
+    fingerprint_sha256, normalize_serial, read_tls, serial_hex, split_chain, verify_crl,
+};
 pub use request::{
     CaRequest, CrlRequest, LeafRequest, NameConstraintsSpec, NameSubtrees, RevocationReason,
     RevokedEntry, Subject, Usage,

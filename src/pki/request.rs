@@ -396,78 +396,20 @@ impl Default for CaRequest {
     }
 }
 
-/// Revocation reason codes (RFC 5280 §5.3.1). `removeFromCRL` is omitted:
-/// it only exists in delta CRLs, which Signet does not publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum RevocationReason {
-    /// unspecified (0) — written as no reason code extension.
-    #[default]
-    Unspecified,
-    /// keyCompromise (1).
-    KeyCompromise,
-    /// cACompromise (2).
-    CaCompromise,
-    /// affiliationChanged (3).
-    AffiliationChanged,
-    /// superseded (4).
-    Superseded,
-    /// cessationOfOperation (5).
-    CessationOfOperation,
-    /// certificateHold (6).
-    CertificateHold,
-    /// privilegeWithdrawn (9).
-    PrivilegeWithdrawn,
-    /// aACompromise (10).
-    AaCompromise,
-}
+pub use crate::api::RevocationReason;
 
-impl RevocationReason {
-    /// Parses RFC 5280 names (`keyCompromise`, ...), case-insensitive.
-    pub fn parse(s: &str) -> Option<Self> {
-        use RevocationReason::*;
-        Some(match s.to_ascii_lowercase().as_str() {
-            "unspecified" => Unspecified,
-            "keycompromise" => KeyCompromise,
-            "cacompromise" => CaCompromise,
-            "affiliationchanged" => AffiliationChanged,
-            "superseded" => Superseded,
-            "cessationofoperation" => CessationOfOperation,
-            "certificatehold" => CertificateHold,
-            "privilegewithdrawn" => PrivilegeWithdrawn,
-            "aacompromise" => AaCompromise,
-            _ => return None,
-        })
-    }
-
-    /// The RFC 5280 name.
-    pub fn as_str(self) -> &'static str {
-        use RevocationReason::*;
-        match self {
-            Unspecified => "unspecified",
-            KeyCompromise => "keyCompromise",
-            CaCompromise => "cACompromise",
-            AffiliationChanged => "affiliationChanged",
-            Superseded => "superseded",
-            CessationOfOperation => "cessationOfOperation",
-            CertificateHold => "certificateHold",
-            PrivilegeWithdrawn => "privilegeWithdrawn",
-            AaCompromise => "aACompromise",
-        }
-    }
-
-    pub(crate) fn to_rcgen(self) -> rcgen::RevocationReason {
-        use rcgen::RevocationReason as R;
-        match self {
-            RevocationReason::Unspecified => R::Unspecified,
-            RevocationReason::KeyCompromise => R::KeyCompromise,
-            RevocationReason::CaCompromise => R::CaCompromise,
-            RevocationReason::AffiliationChanged => R::AffiliationChanged,
-            RevocationReason::Superseded => R::Superseded,
-            RevocationReason::CessationOfOperation => R::CessationOfOperation,
-            RevocationReason::CertificateHold => R::CertificateHold,
-            RevocationReason::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
-            RevocationReason::AaCompromise => R::AaCompromise,
-        }
+/// rcgen's spelling of a reason.
+pub(crate) fn rcgen_reason(r: RevocationReason) -> rcgen::RevocationReason {
+    use rcgen::RevocationReason as R;
+    match r {
+        RevocationReason::Unspecified => R::Unspecified,
+        RevocationReason::KeyCompromise => R::KeyCompromise,
+        RevocationReason::CaCompromise => R::CaCompromise,
+        RevocationReason::AffiliationChanged => R::AffiliationChanged,
+        RevocationReason::Superseded => R::Superseded,
+        RevocationReason::CessationOfOperation => R::CessationOfOperation,
+        RevocationReason::CertificateHold => R::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
     }
 }
 

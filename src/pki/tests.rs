@@ -6,8 +6,17 @@ use ::time::{Duration, OffsetDateTime};
 use x509_parser::prelude::*;
 
 use super::*;
-use crate::kms::soft::SoftSigner;
+use crate::kms::{KeySpec, LocalSigner};
 use crate::kms::{SigAlg, Signer};
+
+fn soft(alg: SigAlg) -> LocalSigner {
+    let spec = match alg {
+        SigAlg::EcdsaP256Sha256 => KeySpec::EccNistP256,
+        SigAlg::EcdsaP384Sha384 => KeySpec::EccNistP384,
+        SigAlg::RsaPkcs1Sha256 => KeySpec::Rsa2048,
+    };
+    LocalSigner::generate(spec, "soft:test").expect("key")
+}
 
 /// 2026-11-27T12:00:00Z.
 const NOW_UNIX: i64 = 1_795_780_800;
@@ -36,14 +45,14 @@ fn root_req() -> CaRequest {
 }
 
 struct Chain {
-    root_signer: SoftSigner,
+    root_signer: LocalSigner,
     root: IssuerInfo,
-    int_signer: SoftSigner,
+    int_signer: LocalSigner,
     int: IssuerInfo,
 }
 
 async fn chain(alg: SigAlg) -> Chain {
-    let root_signer = SoftSigner::new(alg);
+    let root_signer = soft(alg);
     let root_cert = issue_root(&root_signer, &root_req(), now_at())
         .await
         .expect("root");
@@ -56,7 +65,7 @@ async fn chain(alg: SigAlg) -> Chain {
         },
     )
     .expect("root info");
-    let int_signer = SoftSigner::new(SigAlg::EcdsaP256Sha256);
+    let int_signer = soft(SigAlg::EcdsaP256Sha256);
     let int_req = CaRequest {
         subject: Subject::cn("Signet Test Intermediate"),
         duration: Duration::days(5000),
@@ -432,7 +441,7 @@ async fn bad_input_names_the_field() {
 
 #[tokio::test]
 async fn absurd_durations_are_rejected_not_wrapped() {
-    let signer = SoftSigner::new(SigAlg::EcdsaP256Sha256);
+    let signer = soft(SigAlg::EcdsaP256Sha256);
     let err = issue_root(
         &signer,
         &CaRequest {
@@ -468,8 +477,7 @@ async fn ocsp_signing_usage() {
 #[tokio::test]
 async fn a_corrupted_signature_never_reaches_a_certificate() {
     let c = chain(SigAlg::EcdsaP256Sha256).await;
-    let mut bad = SoftSigner::new(SigAlg::EcdsaP256Sha256);
-    bad.corrupt = true;
+    let bad = soft(SigAlg::EcdsaP256Sha256).corrupting();
     // Wrong key for the issuer: refused before signing.
     let err = issue_leaf(&c.int, &bad, &server_req(), now_at())
         .await
@@ -485,7 +493,7 @@ async fn a_corrupted_signature_never_reaches_a_certificate() {
 #[tokio::test]
 async fn path_len_is_enforced() {
     let c = chain(SigAlg::EcdsaP256Sha256).await;
-    let sub = SoftSigner::new(SigAlg::EcdsaP256Sha256);
+    let sub = soft(SigAlg::EcdsaP256Sha256);
     let err = issue_intermediate(
         &c.int,
         &c.int_signer,

@@ -312,3 +312,19 @@ pub fn kms_sdk(kms: &signet_testenv::KmsEnv) -> aws_sdk_kms::Client {
             .build(),
     )
 }
+
+/// The entries of a DER CRL as (serial, revocation time, reason name).
+pub fn crl_entries(der: &[u8]) -> Vec<(String, i64, String)> {
+    signet::pki::crl_facts(der)
+        .map(|f| f.entries)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            (
+                e.serial_hex,
+                e.revoked_at.unix_timestamp(),
+                e.reason.map(|r| r.as_str().to_string()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,320 @@
+//! Certificate: revocation first → observe → decide → act (sign, Secret,
+//! mirror + audit) → status → Event.
+
+mod act;
+pub mod decide;
+pub mod observe;
+pub mod revoke;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use time::OffsetDateTime;
+use tracing::info;
+
+use super::conditions::Cond;
+use super::driver::{self, Kind, Next};
+use super::{Context, Error};
+use crate::api::{
+    CONDITION_ISSUING, Certificate, CertificateAuthority, CertificateStatus, RevocationReason,
+};
+use crate::clock::{rfc3339, unix_ms};
+use crate::pki;
+use crate::store::{AuditEvent, AuditOperation, ObjectRef, Outcome};
+
+pub use decide::{Decision, spec_hash};
+pub use revoke::RevokeRequest;
+
+crate::status_fields!(CertificateStatus, failed_issuance_attempts);
+
+/// Default certificate validity (90 days).
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(2160 * 3600);
+/// Annotation set by `signet revoke --reissue`.
+pub const REVOKE_ANNOTATION: &str = "signet.dev/revoke";
+/// Annotation `signet revoke` sets next to `spec.revocation`: the actor.
+pub const REVOKED_BY_ANNOTATION: &str = "signet.dev/revoked-by";
+/// Condition type reporting an unusable `signet.dev/revoke` annotation.
+pub const REVOKE_REQUEST_CONDITION: &str = "RevokeRequest";
+/// Secret annotation: the issuing CA.
+pub const ANN_ISSUER: &str = "signet.dev/issuer";
+/// Secret annotation: serial of the certificate in the Secret.
+pub const ANN_SERIAL: &str = "signet.dev/serial";
+/// Secret annotation: notAfter of the certificate in the Secret.
+pub const ANN_NOT_AFTER: &str = "signet.dev/not-after";
+/// Secret annotation: hash of the spec the certificate was issued for.
+pub const ANN_SPEC_HASH: &str = "signet.dev/spec-hash";
+/// Secret label naming the owning Certificate.
+pub const LABEL_CERTIFICATE: &str = "signet.dev/certificate";
+/// The type of every Secret Signet writes.
+pub const SECRET_TYPE: &str = "kubernetes.io/tls";
+
+#[async_trait::async_trait]
+impl Kind for Certificate {
+    type Status = CertificateStatus;
+    const CONTROLLER: &'static str = "certificate";
+    const ACTION: &'static str = "Issue";
+
+    fn status_of(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+
+    async fn reconcile(&self, ctx: &Context, now: OffsetDateTime) -> Result<Next, Error> {
+        let mut base = self.status.clone().unwrap_or_default();
+        let (forced, note) = match revoke::request(self, now) {
+            revoke::Request::Declared(reason) => {
+                return revoke_declared(ctx, self, &base, reason, now).await;
+            }
+            revoke::Request::Annotated(req, target) => {
+                base = revoke_annotated(ctx, self, &base, &req, &target, now).await?;
+                (req.reissue.then_some(decide::REISSUE), None)
+            }
+            revoke::Request::Malformed(note) => (None, Some(note)),
+            revoke::Request::None => (None, None),
+        };
+        let world = observe::world(ctx, self).await?;
+        let revoked: Vec<String> = base
+            .revocations
+            .iter()
+            .map(|r| r.serial_number.clone())
+            .collect();
+        let (plan, decision) = decide::decide(self, &world, &revoked, forced, now)?;
+        match decision {
+            Decision::UpToDate { cert, renewal } => {
+                let st =
+                    status::up_to_date(self, &base, &cert, renewal, &plan.hash, note.as_ref(), now);
+                driver::apply_status(ctx, self, &st).await?;
+                Ok(Next::Until(renewal))
+            }
+            Decision::Issue {
+                reason,
+                why,
+                issuer,
+                reuse,
+            } => {
+                let leaf = act::sign(ctx, &plan, &issuer, reuse.as_ref(), now).await?;
+                act::apply_secret(ctx, self, &issuer, &leaf, &plan.hash).await?;
+                issued(
+                    ctx,
+                    self,
+                    &base,
+                    &plan,
+                    &issuer.name,
+                    leaf,
+                    (reason, why),
+                    note.as_ref(),
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    fn failure_conditions(err: &Error, attempts: u32) -> Vec<Cond> {
+        vec![if err.is_retryable() {
+            Cond::yes(
+                CONDITION_ISSUING,
+                err.reason(),
+                format!("retrying after failure {attempts}: {err}"),
+            )
+        } else {
+            Cond::no(CONDITION_ISSUING, err.reason(), "waiting for a change")
+        }]
+    }
+
+    fn failure_audit(&self, err: &Error, now: OffsetDateTime) -> Option<AuditEvent> {
+        let (op, outcome) = match err {
+            Error::Policy { .. } => (AuditOperation::PolicyDenied, Outcome::Denied),
+            Error::Kms(_) | Error::Pki(_) => (AuditOperation::SigningFailed, Outcome::Failure),
+            _ => return None,
+        };
+        Some(
+            audit(self, op, outcome, "controller", now)
+                .with_ca(self.spec.issuer_ref.name.clone())
+                .with_details(
+                    serde_json::json!({"reason": err.reason(), "message": err.to_string()}),
+                ),
+        )
+    }
+
+    fn urgent(&self, now: OffsetDateTime) -> bool {
+        matches!(revoke::request(self, now), revoke::Request::Annotated(..))
+    }
+}
+
+/// `spec.revocation`: revoke every unexpired certificate of the object and
+/// stop. Needs nothing but the object's own records.
+async fn revoke_declared(
+    ctx: &Context,
+    cert: &Certificate,
+    base: &CertificateStatus,
+    reason: RevocationReason,
+    now: OffsetDateTime,
+) -> Result<Next, Error> {
+    let targets = revoke::issued(cert, now);
+    let actor = revoke::declared_actor(cert);
+    let confirmed = revoke::revoke(ctx, cert, base, &targets, reason, &actor, now).await?;
+    let st = status::revoked(cert, base, confirmed, reason, now);
+    driver::apply_status(ctx, cert, &st).await?;
+    Ok(Next::AwaitChange)
+}
+
+/// `signet.dev/revoke`: revoke the named serial, confirm it in status, drop
+/// the annotation. Returns the status to continue from.
+async fn revoke_annotated(
+    ctx: &Context,
+    cert: &Certificate,
+    base: &CertificateStatus,
+    req: &RevokeRequest,
+    target: &revoke::Target,
+    now: OffsetDateTime,
+) -> Result<CertificateStatus, Error> {
+    let actor = req.actor.clone().unwrap_or_else(|| "controller".into());
+    let confirmed = revoke::revoke(
+        ctx,
+        cert,
+        base,
+        std::slice::from_ref(target),
+        req.reason,
+        &actor,
+        now,
+    )
+    .await?;
+    let st = status::with_revocations(base, confirmed);
+    driver::apply_status(ctx, cert, &st).await?;
+    revoke::clear_annotation(ctx, cert).await?;
+    Ok(st)
+}
+
+/// After the Secret holds `leaf`: mirror + audit, status, Event.
+#[allow(clippy::too_many_arguments)]
+async fn issued(
+    ctx: &Context,
+    cert: &Certificate,
+    base: &CertificateStatus,
+    plan: &decide::Plan,
+    issuer: &str,
+    leaf: pki::IssuedLeaf,
+    (reason, why): (&'static str, &'static str),
+    note: Option<&Cond>,
+    now: OffsetDateTime,
+) -> Result<Next, Error> {
+    let facts = pki::cert_facts(&leaf.cert_der)?;
+    let previous = base.serial_number.clone();
+    let revision = base.revision.unwrap_or(0) + 1;
+    act::record(
+        ctx,
+        cert,
+        &facts,
+        revision,
+        reason,
+        previous.as_deref(),
+        now,
+    );
+    let renewal =
+        crate::api::duration::act_at(facts.not_before, facts.not_after, plan.lifetime.before_end);
+    let mut message = format!(
+        "certificate issued by {issuer}, serial {}",
+        facts.serial_hex
+    );
+    if leaf.clamped {
+        message.push_str(&format!(
+            "; validity clamped to the issuer's notAfter {}",
+            rfc3339(facts.not_after)
+        ));
+    }
+    let new = status::NewCertificate {
+        facts: &facts,
+        issuer,
+        renewal,
+        hash: &plan.hash,
+        message: message.clone(),
+        why,
+    };
+    driver::apply_status(ctx, cert, &status::issued(cert, base, &new, note, now)).await?;
+    info!(reason, serial = %facts.serial_hex, "certificate issued");
+    let ev = if previous.is_some() {
+        "Renewed"
+    } else {
+        "Issued"
+    };
+    driver::event(
+        ctx,
+        cert,
+        EventType::Normal,
+        ev,
+        format!("{message} ({why})"),
+    )
+    .await;
+    Ok(Next::Until(renewal))
+}
+
+/// An audit row about Certificate `cert`.
+fn audit(
+    cert: &Certificate,
+    op: AuditOperation,
+    outcome: Outcome,
+    actor: &str,
+    now: OffsetDateTime,
+) -> AuditEvent {
+    let mut obj = ObjectRef::namespaced(
+        "Certificate",
+        cert.namespace().unwrap_or_default(),
+        cert.name_any(),
+    );
+    if let Some(uid) = cert.uid() {
+        obj = obj.with_uid(uid);
+    }
+    AuditEvent::new(unix_ms(now), actor, op, obj).with_outcome(outcome)
+}
+
+/// Runs the Certificate controller.
+pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
+    let client = ctx.client.clone();
+    let ctl = Controller::new(
+        Api::<Certificate>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = ctl.store();
+    let store2 = store.clone();
+    let stream = ctl
+        // A CA appearing, becoming Ready or renewing wakes its Certificates.
+        .watches(
+            Api::<CertificateAuthority>::all(client.clone()),
+            watcher::Config::default(),
+            move |ca| {
+                let name = ca.name_any();
+                super::refs_where(&store, |c| c.spec.issuer_ref.name == name)
+            },
+        )
+        // A Secret deleted or edited wakes the Certificate that owns it.
+        .watches(
+            Api::<Secret>::all(client),
+            watcher::Config::default().labels(LABEL_CERTIFICATE),
+            move |secret: Secret| {
+                let ns = secret.namespace().unwrap_or_default();
+                let sname = secret.name_any();
+                super::refs_where(&store2, |c| {
+                    c.namespace().as_deref() == Some(&ns) && c.spec.secret_name == sname
+                })
+            },
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(
+            driver::reconcile::<Certificate>,
+            driver::error_policy::<Certificate>,
+            ctx,
+        );
+    driver::drain("certificate", stream).await;
+}

@@ -1,0 +1,96 @@
+//! What a Certificate's decision depends on: its issuer, its Secret, its
+//! namespace's labels (only when the CA selects namespaces by label).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::super::{Context, Error};
+use crate::api::{Certificate, CertificateAuthority};
+use crate::pki::{self, KeyState, TlsContents};
+
+/// A Secret as the pipeline sees it (the key only if it matches).
+#[derive(Debug, Clone)]
+pub struct SecretSeen {
+    /// `type`.
+    pub type_: Option<String>,
+    /// `tls.crt` / `tls.key`, parsed.
+    pub contents: TlsContents,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for SecretSeen {
+    fn default() -> Self {
+        SecretSeen {
+            type_: None,
+            contents: TlsContents {
+                cert: None,
+                key: KeyState::Missing,
+            },
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl SecretSeen {
+    /// Reads a Secret (never logs the key).
+    pub fn of(s: &Secret) -> SecretSeen {
+        let data = s.data.as_ref();
+        let get = |k: &str| data.and_then(|d| d.get(k)).map(|b| b.0.as_slice());
+        SecretSeen {
+            type_: s.type_.clone(),
+            contents: pki::read_tls(get("tls.crt"), get("tls.key")),
+            annotations: s.annotations().clone(),
+            labels: s.labels().clone(),
+        }
+    }
+}
+
+/// Observations for one Certificate.
+#[derive(Debug, Default)]
+pub struct World {
+    /// The CA it names, if it exists.
+    pub issuer: Option<CertificateAuthority>,
+    /// Its Secret, if it exists.
+    pub secret: Option<SecretSeen>,
+    /// Labels of its namespace (empty unless the CA selects by label).
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// Reads the issuer, the Secret and (when needed) the namespace.
+pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
+    let ns = cert.namespace().unwrap_or_default();
+    let cas: Api<CertificateAuthority> = Api::all(ctx.client.clone());
+    let issuer = cas.get_opt(&cert.spec.issuer_ref.name).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = secrets
+        .get_opt(&cert.spec.secret_name)
+        .await?
+        .map(|s| SecretSeen::of(&s));
+    let by_label = issuer.as_ref().is_some_and(|ca| {
+        ca.spec
+            .allowed_namespaces
+            .as_ref()
+            .is_some_and(|a| a.selector.is_some())
+    });
+    let namespace_labels = if by_label {
+        let nss: Api<Namespace> = Api::all(ctx.client.clone());
+        nss.get_opt(&ns)
+            .await?
+            .map(|n| n.labels().clone())
+            .unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
+    Ok(World {
+        issuer,
+        secret,
+        namespace_labels,
+    })
+}

@@ -1,0 +1,269 @@
+//! Whether a CA's CRL must be re-signed: a pure function of (CRL,
+//! observations, now). The published CRL counts only once its signature
+//! verifies against the CA's key; its annotations are never trusted.
+
+use time::OffsetDateTime;
+
+use super::super::Error;
+use super::super::ca::{ReadyIssuer, issuer_of};
+use super::super::revocations::Revoked;
+use super::DEFAULT_VALIDITY;
+use super::observe::World;
+use crate::api::duration::{self, Lifetime};
+use crate::api::{CRL, RevocationReason};
+use crate::pki::{self, CrlFacts, RevokedEntry};
+
+/// What to do.
+#[derive(Debug)]
+pub enum Decision {
+    /// The published CRL is current and verified.
+    UpToDate {
+        /// What it says.
+        facts: CrlFacts,
+        /// Its DER.
+        der: Vec<u8>,
+        /// When to re-sign it.
+        refresh_at: OffsetDateTime,
+    },
+    /// Sign a new CRL.
+    Sign {
+        /// The issuer.
+        issuer: Box<ReadyIssuer>,
+        /// cRLNumber: above every number seen for this CA.
+        number: u64,
+        /// The entries.
+        entries: Vec<RevokedEntry>,
+        /// Entries only the last signed CRL still had: put back into the
+        /// register first, so losing the register un-revokes nothing.
+        restore: Vec<Revoked>,
+        /// validity and refreshBefore.
+        lifetime: Lifetime,
+        /// Why (`NoCRL`, `Changed`, `SpecChanged`, `Refresh`).
+        why: &'static str,
+    },
+}
+
+/// validity and refreshBefore.
+pub fn lifetime(crl: &CRL) -> Result<Lifetime, Error> {
+    duration::lifetime(
+        ("spec.validity", crl.spec.validity.as_deref()),
+        ("spec.refreshBefore", crl.spec.refresh_before.as_deref()),
+        DEFAULT_VALIDITY,
+    )
+    .map_err(Error::InvalidSpec)
+}
+
+/// The revocations the CRL must list at `now`: the register plus what only
+/// the trusted published CRL still lists, minus expired certificates;
+/// ordered by time then serial. Returns (entries, to restore).
+pub fn wanted(
+    register: &[Revoked],
+    published: Option<&CrlFacts>,
+    now: OffsetDateTime,
+) -> (Vec<Revoked>, Vec<Revoked>) {
+    let restore: Vec<Revoked> = published
+        .map(|f| f.entries.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| !register.iter().any(|r| r.serial == e.serial_hex))
+        .map(|e| Revoked {
+            serial: e.serial_hex.clone(),
+            revoked_at: e.revoked_at.unix_timestamp(),
+            reason: e.reason.unwrap_or_default(),
+            not_after: i64::MAX,
+            certificate: None,
+            actor: Some("crl-recovery".into()),
+        })
+        .collect();
+    let mut all: Vec<Revoked> = register
+        .iter()
+        .chain(restore.iter())
+        .filter(|e| e.not_after > now.unix_timestamp())
+        .cloned()
+        .collect();
+    all.sort_by(|a, b| {
+        a.revoked_at
+            .cmp(&b.revoked_at)
+            .then(a.serial.cmp(&b.serial))
+    });
+    (all, restore)
+}
+
+fn to_entry(r: &Revoked, now: OffsetDateTime) -> RevokedEntry {
+    RevokedEntry {
+        serial_hex: r.serial.clone(),
+        revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+            .unwrap_or(now)
+            .min(now),
+        reason: r.reason,
+        invalidity_date: None,
+    }
+}
+
+/// Whether `facts` lists exactly `want` (serial and reason).
+fn lists_exactly(facts: &CrlFacts, want: &[Revoked]) -> bool {
+    let mut have: Vec<(&str, Option<RevocationReason>)> = facts
+        .entries
+        .iter()
+        .map(|e| (e.serial_hex.as_str(), e.reason))
+        .collect();
+    let mut need: Vec<(&str, Option<RevocationReason>)> = want
+        .iter()
+        .map(|r| (r.serial.as_str(), Some(r.reason)))
+        .collect();
+    have.sort();
+    need.sort();
+    have == need
+}
+
+/// Decides.
+pub fn decide(crl: &CRL, world: &World, now: OffsetDateTime) -> Result<Decision, Error> {
+    let lifetime = lifetime(crl)?;
+    let ca = world
+        .ca
+        .as_ref()
+        .ok_or_else(|| Error::IssuerNotFound(crl.spec.ca_ref.name.clone()))?;
+    let issuer = issuer_of(ca, false)?;
+    let trusted = world
+        .published_der
+        .as_ref()
+        .and_then(|der| pki::verify_crl(der, &issuer.info).ok().map(|f| (f, der)));
+    let (want, restore) = wanted(&world.register.entries, trusted.as_ref().map(|t| &t.0), now);
+    let refresh = time::Duration::try_from(lifetime.before_end).unwrap_or_default();
+    let spec_changed =
+        crl.status.as_ref().and_then(|s| s.observed_generation) != crl.metadata.generation;
+    let why = match &trusted {
+        None => Some("NoCRL"),
+        Some((f, _)) if !lists_exactly(f, &want) => Some("Changed"),
+        Some(_) if spec_changed => Some("SpecChanged"),
+        Some((f, _)) if f.next_update.is_none_or(|n| now >= n - refresh) => Some("Refresh"),
+        Some(_) => None,
+    };
+    match (why, trusted) {
+        (None, Some((facts, der))) => Ok(Decision::UpToDate {
+            refresh_at: facts.next_update.map_or(now, |n| n - refresh),
+            der: der.clone(),
+            facts,
+        }),
+        (why, trusted) => {
+            let seen = [
+                trusted.as_ref().map_or(0, |t| t.0.number),
+                crl.status
+                    .as_ref()
+                    .and_then(|s| s.crl_number)
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                world.store_number.max(0) as u64,
+            ];
+            Ok(Decision::Sign {
+                number: seen.into_iter().max().unwrap_or(0) + 1,
+                entries: want.iter().map(|r| to_entry(r, now)).collect(),
+                issuer: Box::new(issuer),
+                restore,
+                lifetime,
+                why: why.unwrap_or("NoCRL"),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::CrlEntryFacts;
+
+    fn t(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(s).unwrap()
+    }
+
+    fn rev(serial: &str, at: i64, not_after: i64) -> Revoked {
+        Revoked {
+            serial: serial.into(),
+            revoked_at: at,
+            reason: RevocationReason::KeyCompromise,
+            not_after,
+            certificate: None,
+            actor: None,
+        }
+    }
+
+    fn facts(serials: &[&str]) -> CrlFacts {
+        CrlFacts {
+            number: 7,
+            this_update: t(0),
+            next_update: Some(t(1000)),
+            entries: serials
+                .iter()
+                .map(|s| CrlEntryFacts {
+                    serial_hex: s.to_string(),
+                    revoked_at: t(5),
+                    reason: Some(RevocationReason::KeyCompromise),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_the_crl_must_list() {
+        type Case<'a> = (
+            &'a str,
+            Vec<Revoked>,
+            Option<CrlFacts>,
+            Vec<&'a str>,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "the register is listed",
+                vec![rev("0a", 1, 500)],
+                None,
+                vec!["0a"],
+                vec![],
+            ),
+            (
+                "expired certificates leave the CRL",
+                vec![rev("0a", 1, 50), rev("0b", 2, 500)],
+                None,
+                vec!["0b"],
+                vec![],
+            ),
+            (
+                "a lost register is restored from the signed CRL",
+                vec![],
+                Some(facts(&["0c"])),
+                vec!["0c"],
+                vec!["0c"],
+            ),
+            (
+                "entries in both are listed once",
+                vec![rev("0c", 1, 500)],
+                Some(facts(&["0c"])),
+                vec!["0c"],
+                vec![],
+            ),
+            (
+                "entries are ordered by time then serial",
+                vec![rev("0b", 2, 500), rev("0a", 2, 500), rev("0c", 1, 500)],
+                None,
+                vec!["0c", "0a", "0b"],
+                vec![],
+            ),
+        ];
+        for (name, reg, published, want, restore) in cases {
+            let (got, got_restore) = wanted(&reg, published.as_ref(), t(100));
+            let got: Vec<&str> = got.iter().map(|r| r.serial.as_str()).collect();
+            let got_restore: Vec<&str> = got_restore.iter().map(|r| r.serial.as_str()).collect();
+            assert_eq!((got, got_restore), (want, restore), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_crl_is_current_only_when_it_lists_exactly_the_wanted_entries() {
+        assert!(lists_exactly(&facts(&["0a"]), &[rev("0a", 5, 500)]));
+        assert!(!lists_exactly(&facts(&[]), &[rev("0a", 5, 500)]));
+        assert!(!lists_exactly(&facts(&["0a", "0b"]), &[rev("0a", 5, 500)]));
+        let mut other_reason = rev("0a", 5, 500);
+        other_reason.reason = RevocationReason::Superseded;
+        assert!(!lists_exactly(&facts(&["0a"]), &[other_reason]));
+    }
+}

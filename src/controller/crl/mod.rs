@@ -1,0 +1,120 @@
+//! CRL: observe (CA, register, published CRL) → decide → act (restore,
+//! sign, publish) → status → effects.
+
+mod act;
+pub mod decide;
+pub mod observe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use time::OffsetDateTime;
+
+use super::driver::{self, Kind, Next};
+use super::revocations;
+use super::{Context, Error};
+use crate::api::{CRL, CertificateAuthority, CrlStatus};
+
+pub use decide::Decision;
+
+crate::status_fields!(CrlStatus, failed_attempts);
+
+/// Default CRL validity.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+/// ConfigMap annotation: the CRL number (informational; never trusted).
+pub const ANN_NUMBER: &str = "signet.dev/crl-number";
+/// ConfigMap annotation: nextUpdate (informational; never trusted).
+pub const ANN_NEXT_UPDATE: &str = "signet.dev/next-update";
+/// ConfigMap annotation: the CA.
+pub const ANN_CA: &str = "signet.dev/certificate-authority";
+/// Label naming the CRL object on its ConfigMap.
+pub const LABEL_CRL: &str = "signet.dev/crl";
+/// binaryData key of the DER CRL.
+pub const DER_KEY: &str = "ca.crl";
+
+/// Where the CRL of `crl` is published: (namespace, name).
+pub fn target(crl: &CRL, operator_ns: &str) -> (String, String) {
+    let p = crl.spec.publish.clone().unwrap_or_default();
+    (
+        p.namespace.unwrap_or_else(|| operator_ns.to_string()),
+        p.config_map_name
+            .unwrap_or_else(|| format!("{}-crl", crl.name_any())),
+    )
+}
+
+#[async_trait::async_trait]
+impl Kind for CRL {
+    type Status = CrlStatus;
+    const CONTROLLER: &'static str = "crl";
+    const ACTION: &'static str = "Publish";
+
+    fn status_of(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+
+    async fn reconcile(&self, ctx: &Context, now: OffsetDateTime) -> Result<Next, Error> {
+        let world = observe::world(ctx, self).await?;
+        if !world.register.skipped.is_empty() {
+            tracing::warn!(skipped = ?world.register.skipped, "unreadable revocation register entries skipped");
+        }
+        let decision = decide::decide(self, &world, now)?;
+        act::carry_out(ctx, self, &world, decision, now).await
+    }
+}
+
+/// Runs the CRL controller.
+pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
+    let client = ctx.client.clone();
+    let ctl = Controller::new(Api::<CRL>::all(client.clone()), watcher::Config::default());
+    let store = ctl.store();
+    let store2 = store.clone();
+    tokio::spawn(prune_published(ctx.clone(), store.clone()));
+    let stream = ctl
+        .watches(
+            Api::<CertificateAuthority>::all(client.clone()),
+            watcher::Config::default(),
+            move |ca| {
+                let name = ca.name_any();
+                super::refs_where(&store, |c| c.spec.ca_ref.name == name)
+            },
+        )
+        // A revocation (register change) re-signs within seconds.
+        .watches(
+            Api::<ConfigMap>::namespaced(client, &ctx.namespace),
+            watcher::Config::default().labels(revocations::LABEL_CA),
+            move |cm| {
+                let ca = cm
+                    .labels()
+                    .get(revocations::LABEL_CA)
+                    .cloned()
+                    .unwrap_or_default();
+                super::refs_where(&store2, |c| c.spec.ca_ref.name == ca)
+            },
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(driver::reconcile::<CRL>, driver::error_policy::<CRL>, ctx);
+    driver::drain("crl", stream).await;
+}
+
+/// Removes the published CRLs of deleted CRL objects.
+async fn prune_published(ctx: Arc<Context>, store: kube::runtime::reflector::Store<CRL>) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        let names: std::collections::HashSet<String> =
+            store.state().iter().map(|c| c.name_any()).collect();
+        ctx.published.retain_crls(|n| names.contains(n));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

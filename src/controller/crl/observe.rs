@@ -1,0 +1,51 @@
+//! What a CRL's decision depends on: its CA, the CA's register, the CRL
+//! published last time, and the highest number the mirror saw.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+use super::super::revocations::{self, Register};
+use super::super::{Context, Error};
+use super::{DER_KEY, target};
+use crate::api::{CRL, CertificateAuthority};
+
+/// Observations for one CRL.
+#[derive(Debug, Default)]
+pub struct World {
+    /// The CA, if it exists.
+    pub ca: Option<CertificateAuthority>,
+    /// The CA's revocation register.
+    pub register: Register,
+    /// The DER in the published ConfigMap (not trusted until verified).
+    pub published_der: Option<Vec<u8>>,
+    /// The highest CRL number the mirror recorded for the CA.
+    pub store_number: i64,
+}
+
+/// Reads the CA, the register, the published ConfigMap, the mirror.
+pub async fn world(ctx: &Context, crl: &CRL) -> Result<World, Error> {
+    let ca_name = &crl.spec.ca_ref.name;
+    let ca = Api::<CertificateAuthority>::all(ctx.client.clone())
+        .get_opt(ca_name)
+        .await?;
+    let register = revocations::list(&ctx.client, &ctx.namespace, ca_name).await?;
+    let (ns, name) = target(crl, &ctx.namespace);
+    let published_der = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?
+        .and_then(|cm| cm.binary_data?.remove(DER_KEY))
+        .map(|b| b.0);
+    let store_number = ctx
+        .store
+        .latest_crl_number(ca_name)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    Ok(World {
+        ca,
+        register,
+        published_der,
+        store_number,
+    })
+}
