@@ -71,8 +71,8 @@ version-check: release
 	case "$$v" in "signet "*) ;; *) echo "unexpected --version output: $$v" >&2; exit 1;; esac
 
 crds:
-	cargo run --quiet --bin signet -- crds --split crds
-	cargo run --quiet --bin signet -- crds --split charts/signet/crds
+	cargo run --release --quiet --bin signet -- crds --split crds
+	cargo run --release --quiet --bin signet -- crds --split charts/signet/crds
 
 readme:
 	hack/update-readme.sh

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ref="$(mktemp)"
-cargo run --quiet --bin signet -- crds --reference > "$ref"
+cargo run --release --quiet --bin signet -- crds --reference > "$ref"
 python3 - "$ref" <<'PY'
 import sys
 ref = open(sys.argv[1]).read()

@@ -175,7 +175,8 @@ pub struct CaKms {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NameList {
-    /// DNS domains; `example.com` matches it and every subdomain.
+    /// DNS domains; `example.com` matches it and every subdomain,
+    /// `.example.com` only its subdomains (as OpenSSL and Go read it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_domains: Vec<String>,
     /// IP ranges in CIDR notation, e.g. `10.0.0.0/8`.
@@ -226,7 +227,8 @@ pub struct AllowedNamespaces {
     printcolumn = r#"{"name":"Issuer","type":"string","jsonPath":".spec.issuerRef.name","description":"Parent CA; empty for a root"}"#,
     printcolumn = r#"{"name":"Key","type":"string","priority":1,"jsonPath":".status.kmsKeyArn"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.notAfter"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = kube::core::Rule::new("!has(self.spec.issuerRef) || self.spec.issuerRef.name != self.metadata.name").message("spec.issuerRef names this CertificateAuthority itself; an intermediate needs another CA as its parent (omit issuerRef for a root)")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("has(self.issuerRef) == has(oldSelf.issuerRef)").message("a CA cannot change between root and intermediate; create a new CertificateAuthority"))]

@@ -30,6 +30,13 @@ pub struct RevokeArgs {
     /// Issue a fresh key and certificate after revoking.
     #[arg(long)]
     pub reissue: bool,
+    /// Revoke this one serial (hex) instead: any unexpired certificate
+    /// Signet issued for this Certificate, e.g. the one in a Secret that was
+    /// deleted and replaced. Without it and without --reissue, the
+    /// Certificate is revoked for good (spec.revocation), with every
+    /// unexpired certificate it had.
+    #[arg(long)]
+    pub serial: Option<String>,
     /// How long to wait for the operator to confirm (0 = do not wait).
     #[arg(long, default_value = "60s", value_parser = parse_wait)]
     pub wait: Duration,
@@ -80,19 +87,26 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("Certificate {ns}/{name} not found"))?;
     let status = cert.status.clone().unwrap_or_default();
-    let Some(serial) = status.serial_number.clone() else {
-        bail!("Certificate {ns}/{name} has no issued certificate yet; nothing to revoke");
-    };
     if cert.spec.revocation.is_some() {
         bail!("Certificate {ns}/{name} is already revoked (spec.revocation is set)");
     }
+    let serial = match &args.serial {
+        Some(s) => crate::pki::normalize_serial(s)
+            .with_context(|| format!("--serial {s:?} is not a hexadecimal serial number"))?,
+        None => status.serial_number.clone().with_context(|| {
+            format!("Certificate {ns}/{name} has no issued certificate yet; nothing to revoke")
+        })?,
+    };
+    let serial = crate::pki::normalize_serial(&serial).unwrap_or(serial);
     let pp = PatchParams::default();
-    if args.reissue {
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    if args.reissue || args.serial.is_some() {
         let req = RevokeRequest {
             reason: args.reason,
-            reissue: true,
+            reissue: args.reissue,
             actor: Some(actor()),
             serial: Some(serial.clone()),
+            id: Some(request_id.clone()),
         };
         api.patch(
             &name,
@@ -117,14 +131,13 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         "revocation of {ns}/{name} serial {serial} ({}) requested",
         args.reason.as_str()
     );
-    let serial = crate::pki::normalize_serial(&serial).unwrap_or(serial);
     if args.wait.is_zero() {
         return Ok(());
     }
     let start = Instant::now();
     loop {
         let c = api.get(&name).await?;
-        if let Some(done) = confirmed(&c, &serial, args.reissue)? {
+        if let Some(done) = confirmed(&c, &serial, args.reissue, &request_id)? {
             println!("{done}");
             return Ok(());
         }
@@ -141,14 +154,18 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
 /// What the controller confirmed about revoking `serial`: `Some(message)`
 /// once the revocation is in status (and, with `reissue`, a new serial is),
 /// an error when it refused the request, `None` while pending.
-pub fn confirmed(c: &Certificate, serial: &str, reissue: bool) -> anyhow::Result<Option<String>> {
+pub fn confirmed(
+    c: &Certificate,
+    serial: &str,
+    reissue: bool,
+    request_id: &str,
+) -> anyhow::Result<Option<String>> {
     let st: CertificateStatus = c.status.clone().unwrap_or_default();
-    if let Some(cond) = st
-        .conditions
-        .iter()
-        .find(|x| x.type_ == REVOKE_REQUEST_CONDITION && x.status == "False")
-        && c.annotations_contains(REVOKE_ANNOTATION)
-    {
+    if let Some(cond) = st.conditions.iter().find(|x| {
+        x.type_ == REVOKE_REQUEST_CONDITION
+            && x.status == "False"
+            && x.message.contains(&format!("(request {request_id})"))
+    }) {
         bail!("the operator refused the request: {}", cond.message);
     }
     let revoked: Vec<&str> = st

@@ -92,7 +92,7 @@ pub trait Kind:
     async fn reconcile(&self, ctx: &Context, now: OffsetDateTime) -> Result<Next, Error>;
 
     /// Conditions besides `Ready=False` to set on failure.
-    fn failure_conditions(_err: &Error, _attempts: u32) -> Vec<Cond> {
+    fn failure_conditions(&self, _err: &Error, _attempts: u32, _now: OffsetDateTime) -> Vec<Cond> {
         Vec::new()
     }
 
@@ -264,7 +264,7 @@ pub fn failed_status<K: Kind>(obj: &K, err: &Error, now: OffsetDateTime) -> (K::
         0
     };
     let mut set = vec![Cond::no(CONDITION_READY, err.reason(), err.to_string())];
-    set.extend(K::failure_conditions(err, attempts));
+    set.extend(obj.failure_conditions(err, attempts, now));
     let generation = obj.meta().generation;
     let mut next = prev.clone();
     next.set_conditions(conditions::merge(prev.conditions(), &set, generation, now));

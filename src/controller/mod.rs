@@ -30,6 +30,8 @@ pub mod mirror;
 pub mod policy;
 pub mod rebuild;
 pub mod revocations;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -112,10 +112,50 @@ pub fn duration_allowed(
     Ok(())
 }
 
-fn dns_in(name: &str, domain: &str) -> bool {
-    let name = name.trim_start_matches("*.").to_ascii_lowercase();
-    let domain = domain.trim_start_matches('.').to_ascii_lowercase();
-    name == domain || name.ends_with(&format!(".{domain}"))
+/// A DNS constraint as OpenSSL and Go read it: `example.com` is the domain
+/// and all its subdomains, `.example.com` its subdomains only.
+fn dns_covers(constraint: &str, host: &str) -> bool {
+    let c = constraint.trim_end_matches('.').to_ascii_lowercase();
+    match c.strip_prefix('.') {
+        Some(sub) => host.ends_with(&format!(".{sub}")),
+        None => host == c || host.ends_with(&format!(".{c}")),
+    }
+}
+
+/// Whether every name `name` stands for is inside `constraint`. A wildcard
+/// `*.d` stands for every `x.d` with one label `x`.
+fn dns_within(name: &str, constraint: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    match name.strip_prefix("*.") {
+        // Every x.d is a (strict) subdomain of c exactly when d is c or
+        // below it, for both forms of the constraint.
+        Some(base) => {
+            let c = constraint.trim_end_matches('.').to_ascii_lowercase();
+            let c = c.trim_start_matches('.');
+            base == c || base.ends_with(&format!(".{c}"))
+        }
+        None => dns_covers(constraint, &name),
+    }
+}
+
+/// Whether some name `name` stands for is inside `constraint` — what an
+/// excluded subtree must rule out. `*.example.com` hits an excluded
+/// `secret.example.com`, which it can stand for, even though TLS clients
+/// comparing the literal `*` label would not notice.
+fn dns_may_hit(name: &str, constraint: &str) -> bool {
+    if dns_within(name, constraint) {
+        return true;
+    }
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let Some(base) = name.strip_prefix("*.") else {
+        return false;
+    };
+    let c = constraint.trim_end_matches('.').to_ascii_lowercase();
+    if c.starts_with('.') {
+        return false;
+    }
+    c.strip_suffix(&format!(".{base}"))
+        .is_some_and(|label| !label.is_empty() && !label.contains('.'))
 }
 
 fn ip_in(ip: &IpAddr, cidr: &str) -> bool {
@@ -192,10 +232,13 @@ pub fn names_allowed(
         ),
     };
     for (i, d) in names.dns.iter().enumerate() {
-        if excluded.dns_domains.iter().any(|x| dns_in(d, x)) {
-            return Err(deny(format!("dnsNames[{i}] {d:?} (excluded)")));
+        if let Some(x) = excluded.dns_domains.iter().find(|x| dns_may_hit(d, x)) {
+            return Err(deny(format!(
+                "dnsNames[{i}] {d:?} (covers the excluded {x:?})"
+            )));
         }
-        if !permitted.dns_domains.is_empty() && !permitted.dns_domains.iter().any(|x| dns_in(d, x))
+        if !permitted.dns_domains.is_empty()
+            && !permitted.dns_domains.iter().any(|x| dns_within(d, x))
         {
             return Err(deny(format!("dnsNames[{i}] {d:?}")));
         }
@@ -265,6 +308,93 @@ mod tests {
     }
 
     #[test]
+    fn dns_constraints_hold_for_wildcards_and_leading_dots() {
+        let cases = [
+            (
+                "a name in the domain",
+                "a.example.com",
+                "example.com",
+                true,
+                true,
+            ),
+            (
+                "the domain itself",
+                "example.com",
+                "example.com",
+                true,
+                true,
+            ),
+            (
+                "a look-alike suffix",
+                "badexample.com",
+                "example.com",
+                false,
+                false,
+            ),
+            (
+                "a leading dot excludes the domain itself",
+                "example.com",
+                ".example.com",
+                false,
+                false,
+            ),
+            (
+                "a leading dot keeps subdomains",
+                "a.example.com",
+                ".example.com",
+                true,
+                true,
+            ),
+            (
+                "a wildcard under the domain",
+                "*.example.com",
+                "example.com",
+                true,
+                true,
+            ),
+            (
+                "a wildcard under a leading-dot domain",
+                "*.example.com",
+                ".example.com",
+                true,
+                true,
+            ),
+            (
+                "a wildcard is not inside one of its instances",
+                "*.example.com",
+                "secret.example.com",
+                false,
+                true,
+            ),
+            (
+                "a wildcard two levels up cannot be the name",
+                "*.example.com",
+                "a.b.example.com",
+                false,
+                false,
+            ),
+            (
+                "a wildcard cannot be a leading-dot subtree of an instance",
+                "*.example.com",
+                ".secret.example.com",
+                false,
+                false,
+            ),
+            (
+                "case and a trailing dot do not matter",
+                "A.Example.COM.",
+                "example.com",
+                true,
+                true,
+            ),
+        ];
+        for (what, name, constraint, within, hit) in cases {
+            assert_eq!(dns_within(name, constraint), within, "within: {what}");
+            assert_eq!(dns_may_hit(name, constraint), hit, "may hit: {what}");
+        }
+    }
+
+    #[test]
     fn names_outside_permitted_or_inside_excluded_subtrees_are_denied() {
         let s = spec(json!({"nameConstraints": {
             "permitted": {"dnsDomains": ["example.com"], "ipRanges": ["10.0.0.0/8"]},
@@ -283,7 +413,12 @@ mod tests {
             )
             .is_ok()
         );
-        for bad in ["evil.com", "x.secret.example.com", "example.com.evil.org"] {
+        for bad in [
+            "evil.com",
+            "x.secret.example.com",
+            "example.com.evil.org",
+            "*.example.com",
+        ] {
             let d = vec![bad.to_string()];
             let e = names_allowed(
                 "ca",

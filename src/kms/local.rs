@@ -11,7 +11,7 @@
 //!   [`LocalKms`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest::Digest;
@@ -152,9 +152,44 @@ impl Signer for LocalSigner {
     }
 }
 
+/// A [`LocalSigner`] that counts its signatures into a shared counter.
+struct Counted {
+    inner: LocalSigner,
+    signs: Arc<AtomicU64>,
+    own_signs: AtomicU64,
+    down: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Signer for Counted {
+    fn public_key_spki_der(&self) -> &[u8] {
+        self.inner.public_key_spki_der()
+    }
+    fn algorithm(&self) -> SigAlg {
+        self.inner.algorithm()
+    }
+    fn key_spec(&self) -> KeySpec {
+        self.inner.key_spec()
+    }
+    fn key_arn(&self) -> &str {
+        self.inner.key_arn()
+    }
+    async fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, SignError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(SignError::Unavailable {
+                key: self.inner.id.clone(),
+                detail: "local key store switched off by the test".into(),
+            });
+        }
+        self.signs.fetch_add(1, Ordering::Relaxed);
+        self.own_signs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sign_digest(digest).await
+    }
+}
+
 #[derive(Default)]
 struct LocalState {
-    keys: HashMap<String, (Arc<LocalSigner>, bool)>,
+    keys: HashMap<String, (Arc<Counted>, bool)>,
     aliases: HashMap<String, String>,
 }
 
@@ -166,14 +201,46 @@ struct LocalState {
 pub struct LocalKms {
     state: Mutex<LocalState>,
     next: AtomicU64,
-    /// Keys created so far (for tests that count spending).
-    pub created: AtomicU64,
+    created: AtomicU64,
+    signs: Arc<AtomicU64>,
 }
 
 impl LocalKms {
     /// An empty key store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keys created so far (tests count spending).
+    pub fn keys_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Signatures made so far by all keys (tests count spending).
+    pub fn signatures(&self) -> u64 {
+        self.signs.load(Ordering::Relaxed)
+    }
+
+    /// Signatures made so far by the key `arn`.
+    pub fn signatures_of(&self, arn: &str) -> u64 {
+        self.lock()
+            .keys
+            .get(arn)
+            .map_or(0, |(k, _)| k.own_signs.load(Ordering::Relaxed))
+    }
+
+    /// Makes every signature of key `arn` fail as `KMSUnavailable`
+    /// (retryable) until switched back, like a KMS outage for that key.
+    pub fn set_unavailable(&self, arn: &str, down: bool) {
+        if let Some((k, _)) = self.lock().keys.get(arn) {
+            k.down.store(down, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a key answers to `alias` (with or without `alias/signet/`).
+    pub fn has_alias(&self, alias: &str) -> bool {
+        let st = self.lock();
+        st.aliases.contains_key(alias) || st.aliases.contains_key(&format!("alias/signet/{alias}"))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
@@ -199,12 +266,17 @@ impl KeyManager for LocalKms {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let arn = format!("arn:signet:local:key/{n}");
-        let signer = Arc::new(LocalSigner::generate(spec, arn.clone())?);
+        let signer = Arc::new(Counted {
+            inner: LocalSigner::generate(spec, arn.clone())?,
+            signs: self.signs.clone(),
+            own_signs: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+        });
         let mut st = self.lock();
         st.keys.insert(arn.clone(), (signer.clone(), true));
         st.aliases.insert(alias, arn);
         self.created.fetch_add(1, Ordering::Relaxed);
-        Ok(signer)
+        Ok(signer as Arc<dyn Signer>)
     }
 
     async fn adopt_key(&self, key: &str) -> Result<Arc<dyn Signer>, SignError> {
@@ -215,7 +287,7 @@ impl KeyManager for LocalKms {
             .cloned()
             .unwrap_or_else(|| key.to_string());
         match st.keys.get(&arn) {
-            Some((s, true)) => Ok(s.clone()),
+            Some((s, true)) => Ok(s.clone() as Arc<dyn Signer>),
             Some((_, false)) => Err(SignError::KeyDisabled {
                 key: key.into(),
                 state: "PendingDeletion".into(),

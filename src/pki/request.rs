@@ -294,7 +294,8 @@ impl LeafRequest {
 /// Permitted or excluded name subtrees (cert-manager `nameConstraints`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameSubtrees {
-    /// `dnsDomains`: a domain and all its subdomains, e.g. `example.com`.
+    /// `dnsDomains`: a domain and all its subdomains (`example.com`), or
+    /// only its subdomains (`.example.com`).
     pub dns_domains: Vec<String>,
     /// `ipRanges`: CIDR ranges, e.g. `10.0.0.0/8`.
     pub ip_ranges: Vec<String>,
@@ -312,13 +313,9 @@ impl NameSubtrees {
         let mut out = Vec::new();
         for (i, d) in self.dns_domains.iter().enumerate() {
             let field = format!("{prefix}.dnsDomains[{i}]");
-            if d.starts_with('.') {
-                errs.push(
-                    field,
-                    d.clone(),
-                    "drop the leading dot; a DNS constraint already covers subdomains",
-                );
-            } else if let Some(p) = validate::dns_name_problem(d, false) {
+            // `example.com` covers the domain and its subdomains;
+            // `.example.com` only the subdomains (as OpenSSL and Go read it).
+            if let Some(p) = validate::dns_name_problem(d.strip_prefix('.').unwrap_or(d), false) {
                 errs.push(field, d.clone(), p);
             } else {
                 out.push(GeneralSubtree::DnsName(d.clone()));

@@ -164,7 +164,7 @@ async fn wait_ready<K>(
     what: String,
     name: &str,
     want: (&str, Option<&str>),
-    op: &Operator,
+    op: Option<&Operator>,
     conds: fn(&K) -> Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
 ) -> K
 where
@@ -173,7 +173,7 @@ where
     wait_for(
         &format!("{what} Ready={want:?}"),
         Duration::from_secs(60),
-        Some(op),
+        op,
         || {
             let api = api.clone();
             async move {
@@ -187,11 +187,11 @@ where
 }
 
 /// Waits until CA `name` has Ready=`want.0` (and reason, if given).
-pub async fn wait_ca(
+pub async fn wait_ca<'a>(
     client: &kube::Client,
     name: &str,
     want: (&str, Option<&str>),
-    op: &Operator,
+    op: impl Into<Option<&'a Operator>>,
 ) -> CertificateAuthority {
     let api = Api::all(client.clone());
     wait_ready(
@@ -199,19 +199,19 @@ pub async fn wait_ca(
         format!("CertificateAuthority {name}"),
         name,
         want,
-        op,
+        op.into(),
         |c: &CertificateAuthority| Some(c.status.clone()?.conditions),
     )
     .await
 }
 
 /// Waits until Certificate `ns/name` has Ready=`want.0` (and reason).
-pub async fn wait_cert(
+pub async fn wait_cert<'a>(
     client: &kube::Client,
     ns: &str,
     name: &str,
     want: (&str, Option<&str>),
-    op: &Operator,
+    op: impl Into<Option<&'a Operator>>,
 ) -> Certificate {
     let api = Api::namespaced(client.clone(), ns);
     wait_ready(
@@ -219,19 +219,24 @@ pub async fn wait_cert(
         format!("Certificate {ns}/{name}"),
         name,
         want,
-        op,
+        op.into(),
         |c: &Certificate| Some(c.status.clone()?.conditions),
     )
     .await
 }
 
 /// Waits until CRL `name` is Ready with number >= `min_number`.
-pub async fn wait_crl(client: &kube::Client, name: &str, min_number: i64, op: &Operator) -> CRL {
+pub async fn wait_crl<'a>(
+    client: &kube::Client,
+    name: &str,
+    min_number: i64,
+    op: impl Into<Option<&'a Operator>>,
+) -> CRL {
     let api: Api<CRL> = Api::all(client.clone());
     wait_for(
         &format!("CRL {name} number >= {min_number}"),
         Duration::from_secs(60),
-        Some(op),
+        op.into(),
         || {
             let api = api.clone();
             async move {
@@ -327,4 +332,71 @@ pub fn crl_entries(der: &[u8]) -> Vec<(String, i64, String)> {
             )
         })
         .collect()
+}
+
+/// The reconcilers running inside the test process (no binary), on a
+/// runtime of their own, against the test API server: with an in-memory
+/// key store that counts keys and signatures and can be switched off like
+/// a KMS outage, and a clock the tests can read.
+pub struct InProcess {
+    /// The context the controllers run with (its store is the mirror).
+    pub ctx: std::sync::Arc<signet::controller::Context>,
+    /// The key store behind it.
+    pub keys: std::sync::Arc<signet::kms::LocalKms>,
+    /// The operator's namespace (registers, CRL ConfigMaps).
+    pub namespace: String,
+}
+
+/// The in-process operator of this test binary (started on first use).
+pub fn in_process() -> &'static InProcess {
+    static OP: std::sync::OnceLock<InProcess> = std::sync::OnceLock::new();
+    OP.get_or_init(|| {
+        let env = signet_testenv::env();
+        let ns = "signet-inproc".to_string();
+        env.kubectl_ok(&["create", "namespace", &ns]).ok();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ns2 = ns.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime for the in-process operator");
+            rt.block_on(async move {
+                let keys = std::sync::Arc::new(signet::kms::LocalKms::new());
+                let db = signet_testenv::run_dir().join("inproc.db");
+                let ctx = std::sync::Arc::new(signet::controller::Context::new(
+                    signet::controller::ContextParts {
+                        client: env.client().await,
+                        keys: keys.clone(),
+                        store: signet::store::Store::open(&db).expect("opening the mirror"),
+                        namespace: ns2,
+                        default_key_spec: signet::kms::KeySpec::EccNistP256,
+                        clock: std::sync::Arc::new(signet::clock::SystemClock),
+                        instance: Some("in-process".into()),
+                    },
+                ));
+                tx.send((ctx.clone(), keys))
+                    .expect("handing the context over");
+                signet::controller::run_all(ctx, 4).await;
+            });
+        });
+        let (ctx, keys) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("in-process operator did not start");
+        InProcess {
+            ctx,
+            keys,
+            namespace: ns,
+        }
+    })
+}
+
+/// Polls `f` (in-process operator: no log to show) until Some or 60 s.
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_for(what, Duration::from_secs(60), None, f).await
 }

@@ -8,12 +8,15 @@ use signet::kms::{AwsKms, KmsSettings, StaticCredentials};
 use signet_testenv::tools::{Finding, ZlintResult};
 use signet_testenv::{KMS_ACCESS_KEY_ID, KMS_SECRET_ACCESS_KEY, KmsEnv};
 
-/// A client for `env` with the static test credentials.
+/// A client for `env` with the static test credentials. local-kms
+/// generates RSA-4096 keys on the spot (AWS has them ready), which can take
+/// seconds on a loaded 2-core machine: attempts may take up to 30 s.
 pub async fn client_for(env: &KmsEnv) -> AwsKms {
     AwsKms::with_static_credentials(
         KmsSettings {
             region: Some(env.region.clone()),
             endpoint: Some(env.endpoint.clone()),
+            attempt_timeout: std::time::Duration::from_secs(30),
             ..Default::default()
         },
         StaticCredentials {

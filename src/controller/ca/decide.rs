@@ -241,50 +241,16 @@ pub fn decide(
 mod tests {
     use super::super::observe::Ancestry;
     use super::*;
-    use crate::api::CertificateAuthoritySpec;
     use crate::kms::LocalSigner;
 
-    fn t(s: i64) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(s).unwrap()
-    }
+    use crate::controller::testing::{ca, now};
 
-    fn now() -> OffsetDateTime {
-        t(1_795_780_800)
-    }
-
-    fn ca(name: &str, spec: serde_json::Value) -> CertificateAuthority {
-        let mut base = json!({"commonName": format!("{name} CA")});
-        base.as_object_mut()
-            .unwrap()
-            .extend(spec.as_object().unwrap().clone());
-        let spec: CertificateAuthoritySpec = serde_json::from_value(base).unwrap();
-        CertificateAuthority::new(name, spec)
-    }
-
-    /// A Ready root with a real certificate signed by `key`.
     async fn ready_root(
         name: &str,
         path_len: Option<u8>,
         key: &LocalSigner,
     ) -> CertificateAuthority {
-        let mut c = ca(name, json!({"maxPathLength": path_len}));
-        let req = CaRequest::from_api(&c.spec, time::Duration::days(3650));
-        let issued = pki::issue_root(key, &req, now()).await.unwrap();
-        c.status = Some(crate::api::CertificateAuthorityStatus {
-            conditions: conditions::merge(
-                &[],
-                &[conditions::Cond::yes(CONDITION_READY, "Issued", "ok")],
-                None,
-                now(),
-            ),
-            certificate: Some(issued.cert_pem.clone()),
-            chain: Some(issued.cert_pem),
-            kms_key_arn: Some("arn:test".into()),
-            spec_hash: Some(spec_hash(&c)),
-            renewal_time: Some(crate::clock::rfc3339(now() + time::Duration::days(1000))),
-            ..Default::default()
-        });
-        c
+        crate::controller::testing::ready_root(name, json!({"maxPathLength": path_len}), key).await
     }
 
     fn world(
@@ -303,7 +269,7 @@ mod tests {
     }
 
     fn key() -> LocalSigner {
-        LocalSigner::generate(KeySpec::EccNistP256, "k").unwrap()
+        crate::controller::testing::key("k")
     }
 
     #[tokio::test]

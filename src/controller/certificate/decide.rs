@@ -426,3 +426,189 @@ mod tests {
         assert!(check_secret(&c, None).is_ok());
     }
 }
+
+#[cfg(test)]
+mod decision_table {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::controller::certificate::observe::{SecretSeen, World};
+    use crate::controller::testing::{key, now, ready_root};
+    use crate::pki::IssuerInfo;
+
+    fn cert(spec: serde_json::Value) -> Certificate {
+        let mut base = json!({"issuerRef": {"name": "root"}, "secretName": "web-tls", "dnsNames": ["web.example.com"]});
+        base.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        serde_json::from_value(json!({
+            "apiVersion": "signet.dev/v1alpha1", "kind": "Certificate",
+            "metadata": {"name": "web", "namespace": "team-a"}, "spec": base
+        }))
+        .unwrap()
+    }
+
+    /// A Secret as Signet would have written it for `c`, issued at `at`.
+    async fn written(
+        c: &Certificate,
+        ca: &crate::api::CertificateAuthority,
+        k: &crate::kms::LocalSigner,
+        at: OffsetDateTime,
+    ) -> SecretSeen {
+        let info = IssuerInfo::from_pem(
+            ca.status.as_ref().unwrap().certificate.as_ref().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        let p = plan(c, None).unwrap();
+        let leaf = pki::issue_leaf(&info, k, &p.request, at).await.unwrap();
+        SecretSeen {
+            type_: Some(SECRET_TYPE.into()),
+            contents: pki::read_tls(
+                Some(leaf.cert_pem.as_bytes()),
+                Some(leaf.key.expose_secret().as_bytes()),
+            ),
+            annotations: BTreeMap::from([
+                (ANN_SPEC_HASH.to_string(), spec_hash(c)),
+                (ANN_SERIAL.to_string(), leaf.serial_hex.clone()),
+            ]),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn outcome(r: Result<(Plan, Decision), Error>) -> String {
+        match r {
+            Ok((_, Decision::UpToDate { .. })) => "UpToDate".into(),
+            Ok((_, Decision::Issue { reason, reuse, .. })) => {
+                format!(
+                    "Issue {reason}{}",
+                    if reuse.is_some() {
+                        " reusing the key"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            Err(e) => format!("Err {}", e.reason()),
+        }
+    }
+
+    #[tokio::test]
+    async fn certificate_decisions() {
+        let k = key("arn:root");
+        let root = ready_root("root", json!({}), &k).await;
+        let strict = ready_root(
+            "root",
+            json!({
+                "allowedNamespaces": {"names": ["team-b"]},
+                "maxCertificateDuration": "720h",
+                "nameConstraints": {"permitted": {"dnsDomains": ["example.org"]}}
+            }),
+            &k,
+        )
+        .await;
+        let mut unready = root.clone();
+        unready.status.as_mut().unwrap().conditions.clear();
+        let plain = cert(json!({}));
+        let never = cert(json!({"privateKey": {"rotationPolicy": "Never"}}));
+        let current = written(&plain, &root, &k, now()).await;
+        let old_never = written(&never, &root, &k, now() - time::Duration::days(80)).await;
+        let opaque = SecretSeen {
+            type_: Some("Opaque".into()),
+            ..SecretSeen::default()
+        };
+        let w = |issuer: Option<&crate::api::CertificateAuthority>, secret: Option<&SecretSeen>| {
+            World {
+                issuer: issuer.cloned(),
+                secret: secret.cloned(),
+                namespace_labels: BTreeMap::new(),
+            }
+        };
+        let forced = Some(REISSUE);
+        let cases: Vec<(&str, &Certificate, World, Option<(&str, &str)>, &str)> = vec![
+            (
+                "a missing CA is waited for",
+                &plain,
+                w(None, None),
+                None,
+                "Err IssuerNotFound",
+            ),
+            (
+                "a CA that is not Ready is waited for",
+                &plain,
+                w(Some(&unready), None),
+                None,
+                "Err IssuerNotReady",
+            ),
+            (
+                "a namespace the CA does not allow is denied",
+                &plain,
+                w(Some(&strict), None),
+                None,
+                "Err NamespaceNotAllowed",
+            ),
+            (
+                "a Secret of another type is refused before signing",
+                &plain,
+                w(Some(&root), Some(&opaque)),
+                None,
+                "Err SecretTypeMismatch",
+            ),
+            (
+                "no Secret is issued",
+                &plain,
+                w(Some(&root), None),
+                None,
+                "Issue SecretMissing",
+            ),
+            (
+                "a current certificate is left alone",
+                &plain,
+                w(Some(&root), Some(&current)),
+                None,
+                "UpToDate",
+            ),
+            (
+                "a reissue on request issues even when current",
+                &plain,
+                w(Some(&root), Some(&current)),
+                forced,
+                "Issue Reissue",
+            ),
+            (
+                "rotationPolicy Never renews with the same key",
+                &never,
+                w(Some(&root), Some(&old_never)),
+                None,
+                "Issue Renewing reusing the key",
+            ),
+        ];
+        for (name, c, world, forced, want) in cases {
+            assert_eq!(
+                outcome(decide(c, &world, &[], forced, now())),
+                want,
+                "{name}"
+            );
+        }
+        let long = cert(json!({"duration": "2160h"}));
+        let mut strict_ns = w(Some(&strict), None);
+        let in_b: Certificate = serde_json::from_value(json!({
+            "apiVersion": "signet.dev/v1alpha1", "kind": "Certificate",
+            "metadata": {"name": "web", "namespace": "team-b"}, "spec": long.spec
+        }))
+        .unwrap();
+        strict_ns.namespace_labels.clear();
+        assert_eq!(
+            outcome(decide(&in_b, &strict_ns, &[], None, now())),
+            "Err DurationExceedsMax",
+            "an explicit duration above the maximum is denied"
+        );
+        let mut short = in_b.clone();
+        short.spec.duration = None;
+        assert_eq!(
+            outcome(decide(&short, &strict_ns, &[], None, now())),
+            "Err NameConstraintViolation",
+            "without a duration the CA maximum applies; then the names are checked"
+        );
+    }
+}

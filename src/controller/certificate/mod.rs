@@ -120,8 +120,8 @@ impl Kind for Certificate {
         }
     }
 
-    fn failure_conditions(err: &Error, attempts: u32) -> Vec<Cond> {
-        vec![if err.is_retryable() {
+    fn failure_conditions(&self, err: &Error, attempts: u32, now: OffsetDateTime) -> Vec<Cond> {
+        let issuing = if err.is_retryable() {
             Cond::yes(
                 CONDITION_ISSUING,
                 err.reason(),
@@ -129,7 +129,13 @@ impl Kind for Certificate {
             )
         } else {
             Cond::no(CONDITION_ISSUING, err.reason(), "waiting for a change")
-        }]
+        };
+        let mut out = vec![issuing];
+        // A malformed revoke request is reported whatever else goes wrong.
+        if let revoke::Request::Malformed(note) = revoke::request(self, now) {
+            out.push(note);
+        }
+        out
     }
 
     fn failure_audit(&self, err: &Error, now: OffsetDateTime) -> Option<AuditEvent> {

@@ -35,6 +35,10 @@ pub struct RevokeRequest {
     /// The serial to revoke (the current one when the CLI ran).
     #[serde(default)]
     pub serial: Option<String>,
+    /// An id the CLI picks; a refusal quotes it, so the CLI knows the
+    /// refusal is about its request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A certificate to revoke: which, where, and until when it matters.
@@ -128,6 +132,10 @@ pub fn request(cert: &Certificate, now: OffsetDateTime) -> Request {
                 "annotation {REVOKE_ANNOTATION} is not a valid request ({e}); {fix}"
             ));
         }
+    };
+    let fix = match &req.id {
+        Some(id) => format!("{fix} (request {id})"),
+        None => fix,
     };
     let records = issued(cert, now);
     let wanted = match &req.serial {

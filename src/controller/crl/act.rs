@@ -36,11 +36,22 @@ pub async fn carry_out(
 ) -> Result<Next, Error> {
     let (ns, name) = target(crl, &ctx.namespace);
     let skipped = world.register.skipped.len();
+    let restore = match &decision {
+        Decision::UpToDate { restore, .. } | Decision::Sign { restore, .. } => restore,
+    };
+    if !restore.is_empty() {
+        warn!(
+            count = restore.len(),
+            "restoring revocations from the last signed CRL into the register"
+        );
+        revocations::add(&ctx.client, &ctx.namespace, &crl.spec.ca_ref.name, restore).await?;
+    }
     match decision {
         Decision::UpToDate {
             facts,
             der,
             refresh_at,
+            ..
         } => {
             publish_state(
                 ctx,

@@ -24,6 +24,8 @@ pub enum Decision {
         der: Vec<u8>,
         /// When to re-sign it.
         refresh_at: OffsetDateTime,
+        /// Entries only this CRL still has: put back into the register.
+        restore: Vec<Revoked>,
     },
     /// Sign a new CRL.
     Sign {
@@ -144,6 +146,7 @@ pub fn decide(crl: &CRL, world: &World, now: OffsetDateTime) -> Result<Decision,
             refresh_at: facts.next_update.map_or(now, |n| n - refresh),
             der: der.clone(),
             facts,
+            restore,
         }),
         (why, trusted) => {
             let seen = [
@@ -265,5 +268,180 @@ mod tests {
         let mut other_reason = rev("0a", 5, 500);
         other_reason.reason = RevocationReason::Superseded;
         assert!(!lists_exactly(&facts(&["0a"]), &[other_reason]));
+    }
+}
+
+#[cfg(test)]
+mod decision_table {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::CrlStatus;
+    use crate::controller::revocations::Register;
+    use crate::controller::testing::{key, now, ready_root};
+    use crate::pki::{CrlRequest, IssuerInfo};
+
+    fn crl(generation: i64, observed: Option<i64>, number: Option<i64>) -> CRL {
+        let mut c: CRL = serde_json::from_value(json!({
+            "apiVersion": "signet.dev/v1alpha1", "kind": "CRL",
+            "metadata": {"name": "root-crl", "generation": generation},
+            "spec": {"caRef": {"name": "root"}}
+        }))
+        .unwrap();
+        c.status = Some(CrlStatus {
+            observed_generation: observed,
+            crl_number: number,
+            ..Default::default()
+        });
+        c
+    }
+
+    fn rev(serial: &str) -> Revoked {
+        Revoked {
+            serial: serial.into(),
+            revoked_at: now().unix_timestamp() - 60,
+            reason: RevocationReason::KeyCompromise,
+            not_after: now().unix_timestamp() + 86400,
+            certificate: None,
+            actor: None,
+        }
+    }
+
+    async fn signed(
+        ca: &crate::api::CertificateAuthority,
+        k: &crate::kms::LocalSigner,
+        number: u64,
+        entries: &[Revoked],
+        at: OffsetDateTime,
+    ) -> Vec<u8> {
+        let info = IssuerInfo::from_pem(
+            ca.status.as_ref().unwrap().certificate.as_ref().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        let req = CrlRequest {
+            number,
+            this_update: at,
+            next_update: at + time::Duration::hours(24),
+            entries: entries.iter().map(|r| to_entry(r, at)).collect(),
+            distribution_point: None,
+        };
+        pki::sign_crl(&info, k, &req, at).await.unwrap().der
+    }
+
+    fn outcome(d: Result<Decision, Error>) -> String {
+        match d {
+            Ok(Decision::UpToDate { facts, restore, .. }) if !restore.is_empty() => {
+                format!("UpToDate {} (restores {})", facts.number, restore.len())
+            }
+            Ok(Decision::UpToDate { facts, .. }) => format!("UpToDate {}", facts.number),
+            Ok(Decision::Sign {
+                number,
+                why,
+                entries,
+                ..
+            }) => format!("Sign {why} {number} ({} entries)", entries.len()),
+            Err(e) => format!("Err {}", e.reason()),
+        }
+    }
+
+    #[tokio::test]
+    async fn crl_decisions() {
+        let k = key("arn:root");
+        let root = ready_root("root", json!({}), &k).await;
+        let mut unready = root.clone();
+        unready.status.as_mut().unwrap().conditions.clear();
+        let mut keyless = root.clone();
+        keyless.status.as_mut().unwrap().certificate = None;
+        let forger = key("arn:forger");
+        let forged_ca = ready_root("root", json!({}), &forger).await;
+        let reg = |e: Vec<Revoked>| Register {
+            entries: e,
+            skipped: vec![],
+        };
+        let current = signed(&root, &k, 4, &[rev("0a")], now()).await;
+        let stale = signed(
+            &root,
+            &k,
+            4,
+            &[rev("0a")],
+            now() - time::Duration::hours(20),
+        )
+        .await;
+        let forged = signed(&forged_ca, &forger, 1000, &[], now()).await;
+        let w = |ca: &crate::api::CertificateAuthority,
+                 e: Vec<Revoked>,
+                 der: Option<&Vec<u8>>,
+                 store: i64| World {
+            ca: Some(ca.clone()),
+            register: reg(e),
+            published_der: der.cloned(),
+            store_number: store,
+        };
+        let cases: Vec<(&str, CRL, World, &str)> = vec![
+            (
+                "a missing CA is waited for",
+                crl(1, Some(1), None),
+                World::default(),
+                "Err IssuerNotFound",
+            ),
+            (
+                "a CA without a certificate is waited for",
+                crl(1, Some(1), None),
+                w(&keyless, vec![], None, 0),
+                "Err IssuerNotReady",
+            ),
+            (
+                "the first CRL gets a number above status and mirror",
+                crl(1, Some(1), Some(2)),
+                w(&root, vec![rev("0a")], None, 5),
+                "Sign NoCRL 6 (1 entries)",
+            ),
+            (
+                "a CA that is not Ready still signs CRLs",
+                crl(1, Some(1), None),
+                w(&unready, vec![], None, 0),
+                "Sign NoCRL 1 (0 entries)",
+            ),
+            (
+                "a verified CRL listing exactly the register is current",
+                crl(1, Some(1), Some(4)),
+                w(&root, vec![rev("0a")], Some(&current), 4),
+                "UpToDate 4",
+            ),
+            (
+                "a new revocation re-signs",
+                crl(1, Some(1), Some(4)),
+                w(&root, vec![rev("0a"), rev("0b")], Some(&current), 4),
+                "Sign Changed 5 (2 entries)",
+            ),
+            (
+                "a lost register is restored from the signed CRL, not un-revoked",
+                crl(1, Some(1), Some(4)),
+                w(&root, vec![], Some(&current), 4),
+                "UpToDate 4 (restores 1)",
+            ),
+            (
+                "a spec change re-signs",
+                crl(2, Some(1), Some(4)),
+                w(&root, vec![rev("0a")], Some(&current), 4),
+                "Sign SpecChanged 5 (1 entries)",
+            ),
+            (
+                "a CRL within refreshBefore of nextUpdate is refreshed",
+                crl(1, Some(1), Some(4)),
+                w(&root, vec![rev("0a")], Some(&stale), 4),
+                "Sign Refresh 5 (1 entries)",
+            ),
+            (
+                "a CRL that does not verify is not trusted: its number and entries count for nothing",
+                crl(1, Some(1), Some(4)),
+                w(&root, vec![rev("0a")], Some(&forged), 4),
+                "Sign NoCRL 5 (1 entries)",
+            ),
+        ];
+        for (name, c, world, want) in cases {
+            assert_eq!(outcome(decide(&c, &world, now())), want, "{name}");
+        }
     }
 }
