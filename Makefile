@@ -71,7 +71,7 @@ version-check: release
 	case "$$v" in "signet "*) ;; *) echo "unexpected --version output: $$v" >&2; exit 1;; esac
 
 crds:
-	cargo run --release --quiet --bin signet -- crds --split crds
+	cargo run --release --quiet --bin signet -- crds --split crds --with-policies
 	cargo run --release --quiet --bin signet -- crds --split charts/signet/crds
 
 readme:

@@ -56,11 +56,13 @@ pub async fn route(ctx: &HttpState, path: &str) -> Response {
             }
             match ctx.store.health() {
                 StoreHealth::Ok => Response::text(200, "ok\n"),
-                // Still serving and reconciling: report, don't fail the probe
-                // (a restart would not fix a full disk).
-                StoreHealth::Degraded { reason } => {
-                    Response::text(200, format!("Degraded: {reason}\n"))
-                }
+                // Not ready: nothing is signed until the audit trail can be
+                // written again. (Readiness, not liveness: a restart would not
+                // fix a full disk; the store catches up by itself.)
+                StoreHealth::Degraded { reason } => Response::text(
+                    503,
+                    format!("audit trail unavailable, not signing: {reason}\n"),
+                ),
             }
         }
         "/metrics" => {

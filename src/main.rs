@@ -26,6 +26,9 @@ enum Command {
         /// Write one file per CRD into this folder instead of printing.
         #[arg(long)]
         split: Option<PathBuf>,
+        /// With --split: also write the admission policy file.
+        #[arg(long)]
+        with_policies: bool,
         /// Print the Markdown field reference (README) instead.
         #[arg(long)]
         reference: bool,
@@ -44,17 +47,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => signet::run::run_blocking(*args),
-        Command::Crds { split, reference } => {
+        Command::Crds {
+            split,
+            reference,
+            with_policies,
+        } => {
             if reference {
                 print!("{}", signet::api::reference_markdown());
                 Ok(())
             } else {
-                crds(split)
+                crds(split, with_policies)
             }
         }
         Command::Revoke(args) => signet::controller::cli::revoke_blocking(args),
         Command::Audit(args) => {
-            signet::store::cli::run_audit(&args, &mut std::io::stdout()).map_err(Into::into)
+            signet::controller::anchor::run_audit(&args, &mut std::io::stdout())
         }
         Command::Certs(args) => {
             signet::store::cli::run_certs(&args, &mut std::io::stdout()).map_err(Into::into)
@@ -72,15 +79,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn crds(split: Option<PathBuf>) -> anyhow::Result<()> {
+fn crds(split: Option<PathBuf>, with_policies: bool) -> anyhow::Result<()> {
     match split {
         None => {
             print!("{}", signet::api::crds_yaml()?);
+            let (_, policy) = signet::api::admission_policy_file()?;
+            print!(
+                "---\n{}",
+                policy.lines().skip(1).collect::<Vec<_>>().join("\n")
+            );
+            println!();
             Ok(())
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
-            for (file, yaml) in signet::api::crd_files()? {
+            let mut files = signet::api::crd_files()?;
+            if with_policies {
+                files.push(signet::api::admission_policy_file()?);
+            }
+            for (file, yaml) in files {
                 std::fs::write(dir.join(file), yaml)?;
             }
             Ok(())

@@ -131,6 +131,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(error = %e, "mirror rebuild failed; continuing (the mirror catches up as objects reconcile)");
     }
     tokio::spawn(rebuild::keep_rebuilt(ctx.clone()));
+    tokio::spawn(controller::anchor::keep_anchored(ctx.clone()));
 
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

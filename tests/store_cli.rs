@@ -79,7 +79,10 @@ fn durations_and_verify_parse() {
     }
     match parse(&["audit", "verify", "--db", "/x/y.db"]).expect("parse") {
         Cmd::Audit(a) => {
-            assert!(matches!(a.command, Some(AuditCommand::Verify)));
+            assert!(matches!(
+                a.command,
+                Some(AuditCommand::Verify { anchor: None })
+            ));
             assert_eq!(a.db, std::path::Path::new("/x/y.db"));
         }
         other => panic!("{other:?}"),

@@ -294,6 +294,88 @@ pub struct CertificateAuthoritySpec {
         rename = "issuingCertificateURLs"
     )]
     pub issuing_certificate_urls: Vec<String>,
+    /// What Certificates this CA signs beyond namespaces, names and
+    /// duration: usages, subject attributes, URI SANs. Safe by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuance_policy: Option<IssuancePolicy>,
+}
+
+/// Per-CA issuance rules, checked before any KMS call. The defaults are
+/// safe for a CA shared by many namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuancePolicy {
+    /// Usages a Certificate may request. Default: `server auth`, `client
+    /// auth` and `email protection`. `code signing` and `ocsp signing` are
+    /// granted only when listed (a leaf with `ocsp signing` could answer
+    /// OCSP for every certificate of this CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_usages: Option<Vec<Usage>>,
+    /// Subject attributes besides commonName that Certificates may carry.
+    /// Default: none, so no namespace can claim e.g. `O=system:masters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectPolicy>,
+    /// Rules for URI subject alternative names. Default: any URI, but a
+    /// SPIFFE ID's path must start with `/ns/<the Certificate's namespace>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uris: Option<UriPolicy>,
+}
+
+/// Subject attribute values Certificates may use; `*` allows any value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectPolicy {
+    /// Allowed organizations (O).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<String>,
+    /// Allowed organizational units (OU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizational_units: Vec<String>,
+    /// Allowed countries (C).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// Allowed states or provinces (ST).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provinces: Vec<String>,
+    /// Allowed localities (L).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub localities: Vec<String>,
+    /// Allowed street addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub street_addresses: Vec<String>,
+    /// Allowed postal codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub postal_codes: Vec<String>,
+    /// Whether the subject serialNumber attribute may be set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serial_number: bool,
+}
+
+/// Rules for URI SANs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UriPolicy {
+    /// URI schemes allowed, e.g. `spiffe`, `https`. Empty: any scheme.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_schemes: Vec<String>,
+    /// SPIFFE IDs (`spiffe://<trust domain>/<path>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe: Option<SpiffePolicy>,
+}
+
+/// What SPIFFE IDs may say.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpiffePolicy {
+    /// The only trust domain allowed (empty: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub trust_domain: Option<String>,
+    /// Whether the path must start with `/ns/<the Certificate's
+    /// namespace>/` (default true), so no namespace can claim another's
+    /// workload identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_namespace: Option<bool>,
 }
 
 /// Observed state of a CertificateAuthority.
@@ -523,7 +605,7 @@ impl std::str::FromStr for RevocationReason {
 /// listed in the CA's CRL, and no new certificate is issued. Permanent.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Revocation {
+pub struct RevocationSetting {
     /// Why the certificate is revoked.
     pub reason: RevocationReason,
 }
@@ -604,7 +686,7 @@ pub struct CertificateSpec {
     pub secret_template: Option<SecretTemplate>,
     /// Set to revoke the certificate. Permanent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation: Option<Revocation>,
+    pub revocation: Option<RevocationSetting>,
 }
 
 /// Observed state of a Certificate.
@@ -773,12 +855,92 @@ pub struct CrlStatus {
     pub last_failure_time: Option<String>,
 }
 
+// ---------------------------------------------------------------------------
+// Revocation
+// ---------------------------------------------------------------------------
+
+/// A revocation a cluster administrator makes directly at a CA: of a serial
+/// whose Certificate object is gone (or never existed, e.g. signed through
+/// another front door), or of an intermediate CA's certificate (listed in
+/// its parent's CRL). Cluster-scoped, so namespace editors cannot create
+/// one. Permanent: the spec cannot change.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "signet.dev",
+    version = "v1alpha1",
+    kind = "Revocation",
+    plural = "revocations",
+    shortname = "srev",
+    category = "signet",
+    status = "RevocationStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"CA","type":"string","jsonPath":".spec.issuerRef.name"}"#,
+    printcolumn = r#"{"name":"Serial","type":"string","jsonPath":".status.serialNumber"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".spec.reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a Revocation is permanent: its spec cannot change"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.serialNumber) != has(self.certificateAuthority)").message("set exactly one of serialNumber (a certificate the CA issued) or certificateAuthority (an intermediate CA under it)"))]
+pub struct RevocationSpec {
+    /// The CA that issued what is revoked; its CRL lists the revocation.
+    pub issuer_ref: CaReference,
+    /// Serial number (hex, colons allowed) of a certificate the CA issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^(0[xX])?[0-9a-fA-F:]+$')").message("serialNumber must be hexadecimal, e.g. 0a:1b:2c or 0a1b2c"))]
+    pub serial_number: Option<String>,
+    /// An intermediate CertificateAuthority issued by issuerRef whose
+    /// current certificate is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub certificate_authority: Option<String>,
+    /// Why.
+    pub reason: RevocationReason,
+    /// When the revoked certificate expires (RFC 3339), if known; the entry
+    /// leaves the CRL after it. Default: the certificate's own notAfter if
+    /// Signet knows it, else the issuing CA's notAfter (nothing it signs
+    /// outlives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub not_after: Option<String>,
+}
+
+/// Observed state of a Revocation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevocationStatus {
+    /// `Ready=True` once the revocation is in the CA's revocation register.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The serial revoked (normal form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// When it was revoked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_time: Option<String>,
+    /// Consecutive failed attempts (reset on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<u32>,
+    /// Time of the last failed attempt (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
+}
+
 /// All CRDs, in apply order.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![CertificateAuthority::crd(), Certificate::crd(), CRL::crd()]
+    vec![
+        CertificateAuthority::crd(),
+        Certificate::crd(),
+        CRL::crd(),
+        Revocation::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream.
@@ -791,20 +953,85 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     Ok(out)
 }
 
+/// Annotation naming who asked for a revocation; the admission policy
+/// below only admits the requesting user's own name.
+pub const REVOKED_BY_ANNOTATION: &str = "signet.dev/revoked-by";
+/// Name of the ValidatingAdmissionPolicy (and its binding) that vouches
+/// for [`REVOKED_BY_ANNOTATION`].
+pub const REVOKED_BY_POLICY: &str = "signet-revoked-by";
+
+/// The ValidatingAdmissionPolicy and its binding that make
+/// `signet.dev/revoked-by` something the API server vouches for: on a
+/// Certificate or Revocation it may only be set to (or changed to) the name
+/// of the user making the request. Shipped in `crds/` and by the chart.
+pub fn admission_policies() -> Vec<serde_json::Value> {
+    let by = format!(
+        "has(object.metadata.annotations) && '{a}' in object.metadata.annotations ? object.metadata.annotations['{a}'] : ''",
+        a = REVOKED_BY_ANNOTATION
+    );
+    let was = format!(
+        "oldObject != null && has(oldObject.metadata.annotations) && '{a}' in oldObject.metadata.annotations ? oldObject.metadata.annotations['{a}'] : ''",
+        a = REVOKED_BY_ANNOTATION
+    );
+    vec![
+        serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": REVOKED_BY_POLICY},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": [GROUP], "apiVersions": ["*"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["certificates", "revocations"]
+                }]},
+                "variables": [
+                    {"name": "by", "expression": by},
+                    {"name": "was", "expression": was}
+                ],
+                "validations": [{
+                    "expression": "variables.by == '' || variables.by == variables.was || variables.by == request.userInfo.username",
+                    "messageExpression": format!("'{REVOKED_BY_ANNOTATION} may only name the user making the request (' + request.userInfo.username + '); signet revoke sets it for you'"),
+                    "reason": "Forbidden"
+                }]
+            }
+        }),
+        serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": REVOKED_BY_POLICY},
+            "spec": {"policyName": REVOKED_BY_POLICY, "validationActions": ["Deny"]}
+        }),
+    ]
+}
+
 /// One `(file name, YAML)` per CRD, as checked in under `crds/` and the
-/// chart's `crds/`.
+/// chart's `crds/`, plus the admission policy (under `crds/` only: the
+/// chart templates it).
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    const HEAD: &str =
+        "# Generated by `signet crds` from src/api; do not edit. Regenerate with `make crds`.\n";
     crds()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            let yaml = format!(
-                "# Generated by `signet crds` from src/api; do not edit. Regenerate with `make crds`.\n{}",
-                serde_yaml::to_string(&crd)?
-            );
+            let yaml = format!("{HEAD}{}", serde_yaml::to_string(&crd)?);
             Ok((format!("{name}.yaml"), yaml))
         })
         .collect()
+}
+
+/// The admission policy file of `crds/`.
+pub fn admission_policy_file() -> Result<(String, String), serde_yaml::Error> {
+    let mut yaml = String::from(
+        "# Generated by `signet crds` from src/api; do not edit. Regenerate with `make crds`.\n",
+    );
+    for (i, doc) in admission_policies().into_iter().enumerate() {
+        if i > 0 {
+            yaml.push_str("---\n");
+        }
+        yaml.push_str(&serde_yaml::to_string(&doc)?);
+    }
+    Ok((format!("{REVOKED_BY_POLICY}.admission.yaml"), yaml))
 }
 
 /// Markdown reference of every spec field, generated from the same doc

@@ -1,10 +1,19 @@
-//! `signet revoke <namespace>/<name> --reason R [--reissue]`.
+//! `signet revoke`: three targets.
 //!
-//! Without `--reissue` it sets `spec.revocation` (the declarative,
-//! permanent path). With `--reissue` it asks the controller, through an
-//! annotation, to revoke the current serial and issue a fresh key and
-//! certificate. Either way the operator records the revocation durably,
-//! audits it with the CLI user as actor, and re-signs the CRL.
+//! * `signet revoke <namespace>/<name> --reason R [--reissue] [--serial S]`
+//!   — a Certificate. Without `--reissue`/`--serial` it sets
+//!   `spec.revocation` (the declarative, permanent path); otherwise it asks
+//!   the controller, through an annotation, to revoke one serial (and
+//!   reissue).
+//! * `signet revoke --issuer <ca> --serial S --reason R` — any serial a CA
+//!   issued, whether or not a Certificate object still exists.
+//! * `signet revoke --authority <ca> --reason R` — an intermediate CA; it is
+//!   listed in its parent's CRL.
+//!
+//! The last two create a cluster-scoped `Revocation`, which namespace
+//! editors cannot. Every path names the user in `signet.dev/revoked-by`
+//! (which the admission policy only admits as the requesting user) and
+//! prints what the operator confirmed, not what it asked for.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +30,15 @@ use crate::api::{Certificate, CertificateStatus, RevocationReason};
 #[derive(clap::Args, Debug, Clone)]
 pub struct RevokeArgs {
     /// The Certificate, as `<namespace>/<name>`.
-    pub certificate: String,
+    pub certificate: Option<String>,
+    /// Revoke a serial of this CertificateAuthority directly (with
+    /// --serial), without a Certificate object.
+    #[arg(long, value_name = "CA", conflicts_with = "certificate")]
+    pub issuer: Option<String>,
+    /// Revoke this intermediate CertificateAuthority's certificate (listed
+    /// in its parent's CRL).
+    #[arg(long, value_name = "CA", conflicts_with_all = ["certificate", "issuer", "reissue", "serial"])]
+    pub authority: Option<String>,
     /// RFC 5280 reason: unspecified, keyCompromise, caCompromise,
     /// affiliationChanged, superseded, cessationOfOperation,
     /// certificateHold, privilegeWithdrawn.
@@ -71,16 +88,138 @@ pub fn revoke_blocking(args: RevokeArgs) -> anyhow::Result<()> {
         .block_on(revoke(args))
 }
 
-fn actor() -> String {
-    crate::store::cli::cli_actor()
+/// The user name the API server knows us by (SelfSubjectReview): the only
+/// value the admission policy admits in `signet.dev/revoked-by`.
+pub async fn whoami(client: &kube::Client) -> anyhow::Result<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&Default::default(), &SelfSubjectReview::default())
+        .await
+        .context("asking the API server who we are (SelfSubjectReview)")?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .filter(|u| !u.is_empty())
+        .context("the API server did not say who we are (SelfSubjectReview has no user name)")
 }
 
 /// Runs `signet revoke`.
 pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    let (ns, name) = parse_target(&args.certificate)?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (set KUBECONFIG)")?;
+    let me = whoami(&client).await?;
+    match (&args.certificate, &args.issuer, &args.authority) {
+        (Some(target), None, None) => revoke_certificate(&args, client, me, target).await,
+        (None, Some(ca), None) => {
+            let serial = args
+                .serial
+                .as_deref()
+                .context("--issuer needs --serial <hex>: the serial to revoke")?;
+            let serial = crate::pki::normalize_serial(serial).with_context(|| {
+                format!("--serial {serial:?} is not a hexadecimal serial number")
+            })?;
+            let spec =
+                json!({"issuerRef": {"name": ca}, "serialNumber": serial, "reason": args.reason});
+            revoke_directly(&args, client, me, &format!("{ca}-{serial}"), spec).await
+        }
+        (None, None, Some(inter)) => {
+            let cas: Api<crate::api::CertificateAuthority> = Api::all(client.clone());
+            let ca = cas
+                .get_opt(inter)
+                .await?
+                .with_context(|| format!("CertificateAuthority {inter} not found"))?;
+            let parent = ca
+                .spec
+                .issuer_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+                .with_context(|| format!("CertificateAuthority {inter} is a root: nothing above it can list it in a CRL; remove it from trust stores instead"))?;
+            let serial = ca.status.and_then(|s| s.serial_number).unwrap_or_default();
+            let spec = json!({"issuerRef": {"name": parent}, "certificateAuthority": inter, "reason": args.reason});
+            revoke_directly(&args, client, me, &format!("{inter}-{serial}"), spec).await
+        }
+        _ => bail!(
+            "name what to revoke: <namespace>/<name> (a Certificate), --issuer <ca> --serial <hex>, or --authority <ca>"
+        ),
+    }
+}
+
+/// Creates a cluster-scoped Revocation named after what it revokes, and
+/// waits for the operator to confirm it.
+async fn revoke_directly(
+    args: &RevokeArgs,
+    client: kube::Client,
+    me: String,
+    name: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
+    use crate::api::Revocation;
+    let name: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(253)
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string();
+    let api: Api<Revocation> = Api::all(client);
+    let obj: Revocation = serde_json::from_value(json!({
+        "apiVersion": "signet.dev/v1alpha1", "kind": "Revocation",
+        "metadata": {"name": name, "annotations": {REVOKED_BY_ANNOTATION: me}},
+        "spec": spec,
+    }))?;
+    match api.create(&Default::default(), &obj).await {
+        Ok(_) => println!("Revocation {name} created"),
+        Err(kube::Error::Api(s)) if s.code == 409 => println!("Revocation {name} exists already"),
+        Err(e) => return Err(anyhow::anyhow!(crate::controller::kube_message(&e))),
+    }
+    if args.wait.is_zero() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    loop {
+        let r = api.get(&name).await?;
+        let st = r.status.clone().unwrap_or_default();
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready");
+        match (ready, &st.serial_number) {
+            (Some(c), Some(serial)) if c.status == "True" => {
+                println!(
+                    "revoked serial {serial} of {}; listed in its CRL",
+                    r.spec.issuer_ref.name
+                );
+                return Ok(());
+            }
+            (Some(c), _) if c.status == "False" && c.reason != "IssuerNotReady" => {
+                bail!("the operator refused the Revocation: {}", c.message)
+            }
+            _ => {}
+        }
+        if start.elapsed() > args.wait {
+            bail!(
+                "the operator did not confirm within {}s; check `kubectl describe revocation.signet.dev {name}`",
+                args.wait.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `signet revoke <namespace>/<name>`.
+async fn revoke_certificate(
+    args: &RevokeArgs,
+    client: kube::Client,
+    me: String,
+    target: &str,
+) -> anyhow::Result<()> {
+    let (ns, name) = parse_target(target)?;
     let api: Api<Certificate> = Api::namespaced(client, &ns);
     let cert = api
         .get_opt(&name)
@@ -104,7 +243,7 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         let req = RevokeRequest {
             reason: args.reason,
             reissue: args.reissue,
-            actor: Some(actor()),
+            actor: None,
             serial: Some(serial.clone()),
             id: Some(request_id.clone()),
         };
@@ -112,7 +251,8 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
             &name,
             &pp,
             &Patch::Merge(json!({"metadata": {"annotations": {
-                REVOKE_ANNOTATION: serde_json::to_string(&req)?
+                REVOKE_ANNOTATION: serde_json::to_string(&req)?,
+                REVOKED_BY_ANNOTATION: me,
             }}})),
         )
         .await?;
@@ -121,7 +261,7 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
             &name,
             &pp,
             &Patch::Merge(json!({
-                "metadata": {"annotations": {REVOKED_BY_ANNOTATION: actor()}},
+                "metadata": {"annotations": {REVOKED_BY_ANNOTATION: me}},
                 "spec": {"revocation": {"reason": args.reason}}
             })),
         )

@@ -207,6 +207,31 @@ fn legacy_leftovers<K: Kind>(obj: &K, status: &K::Status) -> Option<serde_json::
     (!nulls.is_empty()).then(|| json!({ "status": nulls }))
 }
 
+/// Server-side applies `obj` (field manager `signet`, forced) as `name`
+/// through `api`. A refusal retrying cannot fix names `what` and `fix`.
+pub async fn apply_object<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: &K,
+    what: &str,
+    fix: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize,
+{
+    let mut value = serde_json::to_value(obj).map_err(|e| Error::Other(e.to_string()))?;
+    value["apiVersion"] = json!(K::api_version(&()));
+    value["kind"] = json!(K::kind(&()));
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(value),
+    )
+    .await
+    .map_err(|e| Error::from_write(what, fix, e))?;
+    Ok(())
+}
+
 /// Publishes an Event about `obj`; a failure to publish is logged, never
 /// fatal. Callers emit only on changes, so failures do not storm.
 pub async fn event<K: Kind>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: String) {

@@ -19,6 +19,7 @@
 //! with the attempt count in status for errors worth retrying, an Event only
 //! when the reason or message changes.
 
+pub mod anchor;
 pub mod ca;
 pub mod certificate;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod leader;
 pub mod mirror;
 pub mod policy;
 pub mod rebuild;
+pub mod revocation;
 pub mod revocations;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -37,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kube::Client;
+use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::clock::Clock;
@@ -68,6 +71,9 @@ pub struct Context {
     pub published: Arc<Published>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Whether the revoked-by admission policy is in place (and since when
+    /// we know).
+    vouched: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 /// The parts a [`Context`] is made of.
@@ -106,7 +112,32 @@ impl Context {
             default_key_spec: p.default_key_spec,
             published: Arc::new(Published::new()),
             clock: p.clock,
+            vouched: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether the API server vouches for `signet.dev/revoked-by`: the
+    /// admission policy and its binding exist (checked once a minute).
+    pub async fn revoked_by_vouched(&self) -> bool {
+        use k8s_openapi::api::admissionregistration::v1::{
+            ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+        };
+        let mut cached = self.vouched.lock().await;
+        if let Some((at, v)) = *cached
+            && at.elapsed() < std::time::Duration::from_secs(60)
+        {
+            return v;
+        }
+        let name = crate::api::REVOKED_BY_POLICY;
+        let policy = Api::<ValidatingAdmissionPolicy>::all(self.client.clone())
+            .get_opt(name)
+            .await;
+        let binding = Api::<ValidatingAdmissionPolicyBinding>::all(self.client.clone())
+            .get_opt(name)
+            .await;
+        let v = matches!((policy, binding), (Ok(Some(_)), Ok(Some(_))));
+        *cached = Some((std::time::Instant::now(), v));
+        v
     }
 
     fn cached_signer(&self, key: &str) -> Option<Arc<dyn Signer>> {
@@ -120,6 +151,16 @@ impl Context {
                 map.insert(k.to_string(), signer.clone());
             }
             map.insert(signer.key_arn().to_string(), signer);
+        }
+    }
+
+    /// Nothing is signed while the audit trail cannot be written: an
+    /// issuance without its audit row is what the trail exists to rule out.
+    /// Clears by itself when the database is writable again.
+    pub fn audit_ready(&self) -> Result<(), Error> {
+        match self.store.health() {
+            crate::store::StoreHealth::Ok => Ok(()),
+            crate::store::StoreHealth::Degraded { reason } => Err(Error::AuditUnavailable(reason)),
         }
     }
 
@@ -165,6 +206,11 @@ pub enum Error {
         /// What is in the way and how to fix it, in one sentence.
         message: String,
     },
+    /// The audit trail cannot be written, so nothing is signed.
+    #[error(
+        "the audit trail cannot be written ({0}); Signet signs nothing until it can and resumes by itself"
+    )]
+    AuditUnavailable(String),
     /// KMS failed.
     #[error("KMS: {0}")]
     Kms(#[from] SignError),
@@ -212,6 +258,7 @@ impl Error {
             Error::Kms(e) => e.reason(),
             Error::Pki(PkiError::Invalid(_)) => "InvalidSpec",
             Error::Pki(e) => e.reason(),
+            Error::AuditUnavailable(_) => "AuditUnavailable",
             Error::Kube(_) => "KubernetesAPIError",
             Error::Other(_) => "InternalError",
         }
@@ -229,7 +276,7 @@ impl Error {
             | Error::IssuerNotReady(_) => false,
             Error::Kms(e) => e.is_retryable(),
             Error::Pki(e) => e.is_retryable(),
-            Error::Kube(_) | Error::Other(_) => true,
+            Error::AuditUnavailable(_) | Error::Kube(_) | Error::Other(_) => true,
         }
     }
 
@@ -267,13 +314,14 @@ pub fn parse_key_spec(s: &str) -> anyhow::Result<KeySpec> {
     })
 }
 
-/// Runs the three controllers until one of them ends (on SIGTERM/SIGINT
+/// Runs the controllers until one of them ends (on SIGTERM/SIGINT
 /// they all do). Tests run this in-process with their own [`Context`].
 pub async fn run_all(ctx: Arc<Context>, concurrency: u16) {
     tokio::select! {
         _ = ca::controller(ctx.clone(), concurrency) => {},
         _ = certificate::controller(ctx.clone(), concurrency) => {},
-        _ = crl::controller(ctx, concurrency) => {},
+        _ = crl::controller(ctx.clone(), concurrency) => {},
+        _ = revocation::controller(ctx, concurrency) => {},
     }
 }
 

@@ -10,30 +10,191 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
 use super::Error;
-use crate::api::{Certificate, CertificateAuthority, CertificateAuthoritySpec, NameList, duration};
+use crate::api::{
+    Certificate, CertificateAuthority, CertificateAuthoritySpec, IssuancePolicy, NameList, Subject,
+    Usage, duration,
+};
 
-/// Every policy of CA `ca` that applies to Certificate `cert` asking for
-/// `requested` validity; `ns_labels` are the labels of the Certificate's
-/// namespace (only read when the CA selects namespaces by label).
+/// Every policy that applies to Certificate `cert` asking for `requested`
+/// validity from `chain` (the issuing CA first, then its parents):
+/// namespaces, duration, usages, subject and URIs of the issuing CA, and the
+/// name constraints of every CA in the chain. `ns_labels` are the labels of
+/// the Certificate's namespace (read only when the CA selects by label).
 pub fn check_certificate(
-    ca: &CertificateAuthority,
+    chain: &[&CertificateAuthority],
     cert: &Certificate,
     requested: Duration,
     ns_labels: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
+    let Some(ca) = chain.first() else {
+        return Err(Error::IssuerNotFound(cert.spec.issuer_ref.name.clone()));
+    };
     let name = ca.name_any();
     let ns = cert.namespace().unwrap_or_default();
     namespace_allowed(&name, &ca.spec, &ns, ns_labels)?;
     duration_allowed(&name, &ca.spec, requested)?;
-    names_allowed(
-        &name,
-        &ca.spec,
-        &Names {
-            dns: &cert.spec.dns_names,
-            ips: &cert.spec.ip_addresses,
-            emails: &cert.spec.email_addresses,
-        },
-    )
+    let policy = ca.spec.issuance_policy.clone().unwrap_or_default();
+    usages_allowed(&name, &policy, &cert.spec.usages)?;
+    subject_allowed(&name, &policy, cert.spec.subject.as_ref())?;
+    uris_allowed(&name, &policy, &ns, &cert.spec.uris)?;
+    let names = Names {
+        dns: &cert.spec.dns_names,
+        ips: &cert.spec.ip_addresses,
+        emails: &cert.spec.email_addresses,
+    };
+    for ca in chain {
+        names_allowed(&ca.name_any(), &ca.spec, &names)?;
+    }
+    Ok(())
+}
+
+fn deny(reason: &'static str, message: String) -> Error {
+    Error::Policy { reason, message }
+}
+
+/// Usages: by default server auth, client auth and email protection; code
+/// signing and OCSP signing only when the CA lists them.
+pub fn usages_allowed(ca: &str, policy: &IssuancePolicy, usages: &[Usage]) -> Result<(), Error> {
+    let allowed = policy
+        .allowed_usages
+        .clone()
+        .unwrap_or_else(|| vec![Usage::ServerAuth, Usage::ClientAuth, Usage::EmailProtection]);
+    let requested = if usages.is_empty() {
+        &[Usage::ServerAuth, Usage::ClientAuth][..]
+    } else {
+        usages
+    };
+    match requested.iter().find(|u| !allowed.contains(u)) {
+        None => Ok(()),
+        Some(u) => {
+            let name = serde_json::to_value(u)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            Err(deny(
+                "UsageNotAllowed",
+                format!(
+                    "usage {name:?} is not allowed by CertificateAuthority {ca:?} (spec.issuancePolicy.allowedUsages); drop it from spec.usages or ask the CA's owner to allow it"
+                ),
+            ))
+        }
+    }
+}
+
+/// Subject attributes: only values the CA lists (`*` for any).
+pub fn subject_allowed(
+    ca: &str,
+    policy: &IssuancePolicy,
+    subject: Option<&Subject>,
+) -> Result<(), Error> {
+    let Some(s) = subject else {
+        return Ok(());
+    };
+    let p = policy.subject.clone().unwrap_or_default();
+    let lists: [(&str, &str, &Vec<String>, &Vec<String>); 7] = [
+        ("organizations", "O", &s.organizations, &p.organizations),
+        (
+            "organizationalUnits",
+            "OU",
+            &s.organizational_units,
+            &p.organizational_units,
+        ),
+        ("countries", "C", &s.countries, &p.countries),
+        ("provinces", "ST", &s.provinces, &p.provinces),
+        ("localities", "L", &s.localities, &p.localities),
+        (
+            "streetAddresses",
+            "street",
+            &s.street_addresses,
+            &p.street_addresses,
+        ),
+        (
+            "postalCodes",
+            "postalCode",
+            &s.postal_codes,
+            &p.postal_codes,
+        ),
+    ];
+    for (field, attr, asked, allowed) in lists {
+        for (i, v) in asked.iter().enumerate() {
+            if !allowed.iter().any(|a| a == "*" || a == v) {
+                return Err(deny(
+                    "SubjectNotAllowed",
+                    format!(
+                        "spec.subject.{field}[{i}] {attr}={v:?} is not allowed by CertificateAuthority {ca:?} (spec.issuancePolicy.subject.{field}); remove it or ask the CA's owner to allow it"
+                    ),
+                ));
+            }
+        }
+    }
+    if s.serial_number.is_some() && !p.serial_number {
+        return Err(deny(
+            "SubjectNotAllowed",
+            format!(
+                "spec.subject.serialNumber is not allowed by CertificateAuthority {ca:?} (spec.issuancePolicy.subject.serialNumber)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// URI SANs: allowed schemes; SPIFFE IDs in the CA's trust domain and, by
+/// default, under `/ns/<namespace>/`.
+pub fn uris_allowed(
+    ca: &str,
+    policy: &IssuancePolicy,
+    ns: &str,
+    uris: &[String],
+) -> Result<(), Error> {
+    let p = policy.uris.clone().unwrap_or_default();
+    let spiffe = p.spiffe.clone().unwrap_or_default();
+    for (i, u) in uris.iter().enumerate() {
+        let scheme = u
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        if !p.allowed_schemes.is_empty()
+            && !p
+                .allowed_schemes
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&scheme))
+        {
+            return Err(deny(
+                "URINotAllowed",
+                format!(
+                    "spec.uris[{i}] {u:?}: scheme {scheme:?} is not allowed by CertificateAuthority {ca:?} (spec.issuancePolicy.uris.allowedSchemes)"
+                ),
+            ));
+        }
+        if scheme != "spiffe" {
+            continue;
+        }
+        let rest = &u["spiffe://".len().min(u.len())..];
+        let (domain, path) = rest
+            .split_once('/')
+            .map(|(d, p)| (d, format!("/{p}")))
+            .unwrap_or((rest, String::new()));
+        if let Some(td) = &spiffe.trust_domain
+            && !td.eq_ignore_ascii_case(domain)
+        {
+            return Err(deny(
+                "URINotAllowed",
+                format!(
+                    "spec.uris[{i}] {u:?} is outside the trust domain {td:?} of CertificateAuthority {ca:?} (spec.issuancePolicy.uris.spiffe.trustDomain)"
+                ),
+            ));
+        }
+        let prefix = format!("/ns/{ns}/");
+        if spiffe.bind_namespace.unwrap_or(true) && !path.starts_with(&prefix) {
+            return Err(deny(
+                "URINotAllowed",
+                format!(
+                    "spec.uris[{i}] {u:?}: a SPIFFE ID from namespace {ns:?} must have a path starting with {prefix:?} (CertificateAuthority {ca:?}, spec.issuancePolicy.uris.spiffe.bindNamespace)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that namespace `ns` (with `labels`) may use the CA.
@@ -305,6 +466,150 @@ mod tests {
         assert!(duration_allowed("ca", &s, Duration::from_secs(3600)).is_ok());
         let e = duration_allowed("ca", &s, Duration::from_secs(721 * 3600)).unwrap_err();
         assert_eq!(e.reason(), "DurationExceedsMax");
+    }
+
+    fn policy(v: serde_json::Value) -> IssuancePolicy {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn usages_default_to_tls_and_email_and_need_the_ca_for_the_rest() {
+        let none = policy(json!({}));
+        let cases = [
+            ("the default usages are allowed", vec![], &none, None),
+            (
+                "server and client auth are allowed",
+                vec![Usage::ServerAuth, Usage::ClientAuth],
+                &none,
+                None,
+            ),
+            (
+                "ocsp signing needs the CA's consent",
+                vec![Usage::OcspSigning],
+                &none,
+                Some("UsageNotAllowed"),
+            ),
+            (
+                "code signing needs the CA's consent",
+                vec![Usage::CodeSigning],
+                &none,
+                Some("UsageNotAllowed"),
+            ),
+        ];
+        for (what, usages, p, want) in cases {
+            assert_eq!(
+                usages_allowed("ca", p, &usages).err().map(|e| e.reason()),
+                want,
+                "{what}"
+            );
+        }
+        let signing = policy(json!({"allowedUsages": ["code signing"]}));
+        assert!(usages_allowed("ca", &signing, &[Usage::CodeSigning]).is_ok());
+        assert!(
+            usages_allowed("ca", &signing, &[Usage::ServerAuth]).is_err(),
+            "a list replaces the default"
+        );
+    }
+
+    #[test]
+    fn subject_attributes_need_the_ca_to_list_them() {
+        let subj = |v: serde_json::Value| -> Subject { serde_json::from_value(v).unwrap() };
+        let none = policy(json!({}));
+        let e = subject_allowed(
+            "ca",
+            &none,
+            Some(&subj(json!({"organizations": ["system:masters"]}))),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason(), "SubjectNotAllowed");
+        assert!(
+            e.to_string().contains("spec.subject.organizations[0]")
+                && e.to_string().contains("system:masters"),
+            "{e}"
+        );
+        let acme = policy(json!({"subject": {"organizations": ["Acme"], "countries": ["*"]}}));
+        assert!(
+            subject_allowed(
+                "ca",
+                &acme,
+                Some(&subj(
+                    json!({"organizations": ["Acme"], "countries": ["DE"]})
+                ))
+            )
+            .is_ok()
+        );
+        assert!(
+            subject_allowed("ca", &acme, Some(&subj(json!({"organizations": ["Evil"]})))).is_err()
+        );
+        assert!(subject_allowed("ca", &none, None).is_ok());
+    }
+
+    #[test]
+    fn spiffe_ids_are_bound_to_the_namespace_and_trust_domain() {
+        let none = policy(json!({}));
+        let cases = [
+            (
+                "the own namespace is allowed",
+                &none,
+                "spiffe://example.org/ns/team-a/sa/web",
+                None,
+            ),
+            (
+                "another namespace's identity is refused",
+                &none,
+                "spiffe://example.org/ns/team-b/sa/web",
+                Some("URINotAllowed"),
+            ),
+            (
+                "a path outside /ns/ is refused",
+                &none,
+                "spiffe://example.org/admin",
+                Some("URINotAllowed"),
+            ),
+            (
+                "a prefix trick is refused",
+                &none,
+                "spiffe://example.org/ns/team-ab/sa/web",
+                Some("URINotAllowed"),
+            ),
+            (
+                "other schemes are not namespaced",
+                &none,
+                "https://example.org/x",
+                None,
+            ),
+        ];
+        for (what, p, uri, want) in cases {
+            assert_eq!(
+                uris_allowed("ca", p, "team-a", &[uri.to_string()])
+                    .err()
+                    .map(|e| e.reason()),
+                want,
+                "{what}"
+            );
+        }
+        let td = policy(
+            json!({"uris": {"allowedSchemes": ["spiffe"], "spiffe": {"trustDomain": "example.org", "bindNamespace": false}}}),
+        );
+        assert!(
+            uris_allowed(
+                "ca",
+                &td,
+                "team-a",
+                &["spiffe://example.org/anything".into()]
+            )
+            .is_ok()
+        );
+        assert!(
+            uris_allowed(
+                "ca",
+                &td,
+                "team-a",
+                &["spiffe://evil.org/ns/team-a/x".into()]
+            )
+            .is_err()
+        );
+        assert!(uris_allowed("ca", &td, "team-a", &["https://example.org/".into()]).is_err());
     }
 
     #[test]

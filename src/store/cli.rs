@@ -105,7 +105,55 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Recompute the audit hash chain and name the first broken row (exit
     /// status 1 if there is one).
-    Verify,
+    Verify {
+        /// Also check the chain head the operator anchors in the cluster
+        /// (`<namespace>/<configmap>`, e.g. `signet-system/signet-audit-anchor`):
+        /// a database whose newest rows were cut off fails. Needs KUBECONFIG.
+        #[arg(long, value_name = "NS/NAME")]
+        anchor: Option<String>,
+    },
+}
+
+/// An audit chain head recorded outside the database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Anchor {
+    /// Row id.
+    pub row_id: i64,
+    /// That row's hash.
+    pub hash: String,
+    /// When it was recorded (RFC 3339).
+    pub time: String,
+}
+
+/// Checks `anchor` against the database: the row must exist with that
+/// hash. Run after the chain itself verified.
+pub fn check_anchor(db: &Path, anchor: &Anchor, out: &mut dyn Write) -> Result<(), CliError> {
+    let reader = Reader::open(db)?;
+    let problem = match reader.audit_hash(anchor.row_id)? {
+        Some(h) if h == anchor.hash => {
+            writeln!(
+                out,
+                "anchor matches: row {} recorded at {} is in the database with the same hash",
+                anchor.row_id, anchor.time
+            )?;
+            return Ok(());
+        }
+        Some(_) => format!(
+            "row {} differs from the anchor recorded at {} (the database was rewritten)",
+            anchor.row_id, anchor.time
+        ),
+        None => format!(
+            "row {} recorded in the anchor at {} is missing: the newest rows were cut off",
+            anchor.row_id, anchor.time
+        ),
+    };
+    writeln!(out, "audit trail BROKEN: {problem}")?;
+    Err(CliError::ChainBroken {
+        path: db.to_owned(),
+        id: anchor.row_id,
+        problem,
+    })
 }
 
 /// `signet certs`: list mirrored certificates.
@@ -153,7 +201,7 @@ pub enum DbCommand {
 /// Run `signet audit [verify]`.
 pub fn run_audit(args: &AuditArgs, out: &mut dyn Write) -> Result<(), CliError> {
     match args.command {
-        Some(AuditCommand::Verify) => audit_verify(&args.db, args.json, out).map(|_| ()),
+        Some(AuditCommand::Verify { .. }) => audit_verify(&args.db, args.json, out).map(|_| ()),
         None => {
             let q = AuditQuery {
                 since_ms: args.since.map(|d| {

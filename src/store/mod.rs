@@ -412,6 +412,17 @@ impl Store {
         self.read(move |r| r.audit(&q)).await
     }
 
+    /// The newest audit row: (id, hash).
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let rows = self
+            .audit_rows(AuditQuery {
+                limit: Some(1),
+                ..Default::default()
+            })
+            .await?;
+        Ok(rows.into_iter().last().map(|r| (r.id, r.hash)))
+    }
+
     /// Recompute the audit hash chain.
     pub async fn verify_audit_chain(&self) -> Result<VerifyReport, StoreError> {
         self.read(|r| r.verify_audit_chain()).await

@@ -511,6 +511,18 @@ impl Reader {
         report
     }
 
+    /// The stored hash of audit row `id` (for checking an anchor recorded
+    /// outside the database).
+    pub fn audit_hash(&self, id: i64) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row("SELECT hash FROM audit_log WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(self.err("reading an audit row hash"))
+    }
+
     /// Row counts of the mirror tables.
     pub fn counts(&self) -> Result<MirrorCounts, StoreError> {
         self.conn

@@ -49,6 +49,7 @@ pub async fn carry_out(
             parent,
             lifetime,
         } => {
+            ctx.audit_ready()?;
             let (signer, created) = ensure_key(ctx, ca, key, now).await?;
             issue(
                 ctx, ca, why, &signer, created, &request, parent, lifetime, now,

@@ -4,7 +4,7 @@
 mod act;
 pub mod decide;
 mod finalizer;
-mod observe;
+pub mod observe;
 
 use std::sync::Arc;
 

@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::super::ca::ReadyIssuer;
-use super::super::{Context, Error, mirror};
+use super::super::{Context, Error, driver, mirror};
 use super::decide::Plan;
 use super::{
-    ANN_ISSUER, ANN_NOT_AFTER, ANN_SERIAL, ANN_SPEC_HASH, LABEL_CERTIFICATE, SECRET_TYPE, audit,
+    ANN_CERTIFICATE_UID, ANN_ISSUER, ANN_NOT_AFTER, ANN_SERIAL, ANN_SPEC_HASH, LABEL_CERTIFICATE,
+    SECRET_TYPE, audit,
 };
-use crate::api::{Certificate, FIELD_MANAGER};
+use crate::api::Certificate;
 use crate::clock::rfc3339;
 use crate::pki::{self, CertFacts, IssuedLeaf, PrivateKeyPem};
 use crate::store::{AuditOperation, Outcome};
@@ -56,6 +57,9 @@ fn secret_for(cert: &Certificate, issuer: &ReadyIssuer, leaf: &IssuedLeaf, hash:
     annotations.insert(ANN_SERIAL.into(), leaf.serial_hex.clone());
     annotations.insert(ANN_NOT_AFTER.into(), rfc3339(leaf.not_after));
     annotations.insert(ANN_SPEC_HASH.into(), hash.to_string());
+    if let Some(uid) = cert.uid() {
+        annotations.insert(ANN_CERTIFICATE_UID.into(), uid);
+    }
     let data = BTreeMap::from([
         (
             "tls.crt".to_string(),
@@ -91,30 +95,22 @@ pub async fn apply_secret(
 ) -> Result<(), Error> {
     let ns = cert.namespace().unwrap_or_default();
     let name = &cert.spec.secret_name;
-    let mut value = serde_json::to_value(secret_for(cert, issuer, leaf, hash))
-        .map_err(|e| Error::Other(e.to_string()))?;
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Secret");
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch(
+    driver::apply_object(
+        &Api::<Secret>::namespaced(ctx.client.clone(), &ns),
         name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(value),
+        &secret_for(cert, issuer, leaf, hash),
+        &format!("Secret {ns}/{name}"),
+        "delete that Secret or set another spec.secretName",
     )
     .await
-    .map_err(|e| {
-        Error::from_write(
-            &format!("Secret {ns}/{name}"),
-            "delete that Secret or set another spec.secretName",
-            e,
-        )
-    })?;
-    Ok(())
 }
 
 /// The mirror row and audit row of a certificate now in its Secret. Runs
-/// before the status write, so a failure there loses neither.
-pub fn record(
+/// before the status write, and waits (bounded) until the audit row is
+/// committed, so a failure later in the reconcile loses neither; a
+/// certificate whose status write never happened is recorded again by the
+/// next reconcile (see `recover`).
+pub async fn record(
     ctx: &Context,
     cert: &Certificate,
     facts: &CertFacts,
@@ -122,7 +118,7 @@ pub fn record(
     reason: &str,
     previous: Option<&str>,
     now: OffsetDateTime,
-) {
+) -> Result<(), Error> {
     ctx.store
         .upsert_certificate(mirror::certificate_row(cert, facts, revision));
     let op = if previous.is_some() {
@@ -130,14 +126,27 @@ pub fn record(
     } else {
         AuditOperation::CertificateIssued
     };
-    ctx.store.audit(
-        audit(cert, op, Outcome::Success, "controller", now)
-            .with_ca(cert.spec.issuer_ref.name.clone())
-            .with_serial(&facts.serial_hex)
-            .with_details(json!({
-                "reason": reason, "notAfter": rfc3339(facts.not_after),
-                "secret": cert.spec.secret_name, "previousSerial": previous,
-            })),
-    );
+    let row = audit(cert, op, Outcome::Success, "controller", now)
+        .with_ca(cert.spec.issuer_ref.name.clone())
+        .with_serial(&facts.serial_hex)
+        .with_details(json!({
+            "reason": reason, "notAfter": rfc3339(facts.not_after),
+            "secret": cert.spec.secret_name, "previousSerial": previous,
+        }));
+    match tokio::time::timeout(AUDIT_COMMIT_WAIT, ctx.store.audit_committed(row)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(Error::AuditUnavailable(e.to_string())),
+        Err(_) => {
+            return Err(Error::AuditUnavailable(format!(
+                "the audit row of serial {} was not committed within {}s (it stays queued)",
+                facts.serial_hex,
+                AUDIT_COMMIT_WAIT.as_secs()
+            )));
+        }
+    }
     ctx.metrics.certificate_issued(previous.is_some());
+    Ok(())
 }
+
+/// How long an issuance waits for its audit row to be committed.
+pub const AUDIT_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -11,7 +11,10 @@ use time::OffsetDateTime;
 use super::super::ca::{ReadyIssuer, issuer_of};
 use super::super::{Error, policy};
 use super::observe::{SecretSeen, World};
-use super::{ANN_SERIAL, ANN_SPEC_HASH, DEFAULT_DURATION, SECRET_TYPE};
+use super::{
+    ANN_CERTIFICATE_UID, ANN_ISSUER, ANN_SERIAL, ANN_SPEC_HASH, DEFAULT_DURATION,
+    LABEL_CERTIFICATE, SECRET_TYPE,
+};
 use crate::api::duration::{self, Lifetime};
 use crate::api::{Certificate, RotationPolicy};
 use crate::pki::{self, CertFacts, KeyState, LeafRequest, PrivateKeyPem};
@@ -79,11 +82,14 @@ pub struct Current {
     pub spec_hash: Option<String>,
     /// `signet.dev/serial`: what Signet wrote next to the certificate.
     pub annotated_serial: Option<String>,
+    /// The Secret was written for an earlier Certificate of this name.
+    pub predecessor: bool,
 }
 
 impl Current {
-    /// Reads a Secret as seen by observe.
-    pub fn of(secret: Option<&SecretSeen>) -> Current {
+    /// Reads a Secret as seen by observe, for `cert`.
+    pub fn of(cert: &Certificate, secret: Option<&SecretSeen>) -> Current {
+        let predecessor = owner(cert, secret) == Owner::Predecessor;
         let Some(s) = secret else {
             return Current::default();
         };
@@ -100,6 +106,7 @@ impl Current {
                 .annotations
                 .get(ANN_SERIAL)
                 .and_then(|v| pki::normalize_serial(v)),
+            predecessor,
         }
     }
 }
@@ -123,6 +130,12 @@ pub fn needs_issuance(
         return Some((
             "SecretInvalid",
             "the Secret's key does not match its certificate",
+        ));
+    }
+    if cur.predecessor {
+        return Some((
+            "SecretInvalid",
+            "the Secret holds the certificate of an earlier Certificate of this name",
         ));
     }
     if revoked.contains(&cert.serial_hex) {
@@ -193,10 +206,12 @@ pub fn decide(
     )
     .map_err(Error::InvalidSpec)?;
     let plan = plan(cert, ca_max)?;
-    policy::check_certificate(ca, cert, plan.lifetime.total, &world.namespace_labels)?;
+    let chain: Vec<&crate::api::CertificateAuthority> =
+        std::iter::once(ca).chain(world.ancestors.iter()).collect();
+    policy::check_certificate(&chain, cert, plan.lifetime.total, &world.namespace_labels)?;
     check_secret(cert, world.secret.as_ref())?;
     pki::check_leaf_request(&issuer.info, &plan.request, now)?;
-    let cur = Current::of(world.secret.as_ref());
+    let cur = Current::of(cert, world.secret.as_ref());
     let why =
         forced.or_else(|| needs_issuance(&cur, &plan.hash, plan.lifetime.before_end, revoked, now));
     let decision = match (why, cur.cert) {
@@ -223,23 +238,74 @@ pub fn decide(
     Ok((plan, decision))
 }
 
-/// A Secret Signet may write: absent, or of type `kubernetes.io/tls`
-/// (the type is immutable, so any other one can never be fixed by Signet).
+/// Whose a Secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Nobody's yet (it does not exist).
+    Nobody,
+    /// This Certificate's (its uid is recorded, or an older Signet wrote it
+    /// for a Certificate of this name before uids were recorded).
+    This,
+    /// An earlier Certificate of the same name (deleted and re-created):
+    /// this one takes it over and issues its own certificate.
+    Predecessor,
+    /// Another Certificate's, or another tool's.
+    Other,
+}
+
+/// Who owns `secret`, from the uid annotation Signet writes and the label
+/// naming the Certificate.
+pub fn owner(cert: &Certificate, secret: Option<&SecretSeen>) -> Owner {
+    let Some(s) = secret else {
+        return Owner::Nobody;
+    };
+    let named_for_us = s.labels.get(LABEL_CERTIFICATE) == Some(&cert.name_any());
+    match (s.annotations.get(ANN_CERTIFICATE_UID), cert.uid()) {
+        (Some(uid), Some(ours)) if *uid == ours => Owner::This,
+        (Some(_), _) if named_for_us => Owner::Predecessor,
+        (Some(_), _) => Owner::Other,
+        // Written by a Signet that did not record uids yet.
+        (None, _) if named_for_us && s.annotations.contains_key(ANN_ISSUER) => Owner::This,
+        (None, _) => Owner::Other,
+    }
+}
+
+/// A Secret Signet may write: absent, or created by Signet for this
+/// Certificate (or its predecessor of the same name), of type
+/// `kubernetes.io/tls`. Anything else is refused before anything is
+/// signed: Signet never takes over a Secret another tool or another
+/// Certificate owns, so two Certificates naming one Secret cannot reissue
+/// each other forever.
 fn check_secret(cert: &Certificate, secret: Option<&SecretSeen>) -> Result<(), Error> {
     let Some(s) = secret else {
         return Ok(());
     };
-    match s.type_.as_deref() {
-        None | Some(SECRET_TYPE) => Ok(()),
-        Some(other) => Err(Error::Refused {
+    let name = format!(
+        "{}/{}",
+        cert.namespace().unwrap_or_default(),
+        cert.spec.secret_name
+    );
+    if let Some(other) = s.type_.as_deref().filter(|t| *t != SECRET_TYPE) {
+        return Err(Error::Refused {
             reason: "SecretTypeMismatch",
             message: format!(
-                "Secret {}/{} has type {other}, but Signet writes {SECRET_TYPE} Secrets and a Secret's type cannot change; delete that Secret or set another spec.secretName",
-                cert.namespace().unwrap_or_default(),
-                cert.spec.secret_name
+                "Secret {name} has type {other}, but Signet writes {SECRET_TYPE} Secrets and a Secret's type cannot change; delete that Secret or set another spec.secretName"
             ),
-        }),
+        });
     }
+    if owner(cert, Some(s)) == Owner::Other {
+        let whose = match s.labels.get(LABEL_CERTIFICATE) {
+            Some(c) => format!("belongs to Certificate {c}"),
+            None => "was not created by Signet for this Certificate".to_string(),
+        };
+        return Err(Error::Refused {
+            reason: "SecretConflict",
+            message: format!(
+                "Secret {name} {whose}; Signet does not overwrite Secrets it does not own: set another spec.secretName, or delete that Secret if nothing else uses it"
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,6 +335,7 @@ mod tests {
             key: None,
             spec_hash: Some(hash.into()),
             annotated_serial: Some("01".into()),
+            predecessor: false,
         }
     }
 
@@ -443,7 +510,7 @@ mod decision_table {
             .extend(spec.as_object().unwrap().clone());
         serde_json::from_value(json!({
             "apiVersion": "signet.dev/v1alpha1", "kind": "Certificate",
-            "metadata": {"name": "web", "namespace": "team-a"}, "spec": base
+            "metadata": {"name": "web", "namespace": "team-a", "uid": "uid-web"}, "spec": base
         }))
         .unwrap()
     }
@@ -471,8 +538,9 @@ mod decision_table {
             annotations: BTreeMap::from([
                 (ANN_SPEC_HASH.to_string(), spec_hash(c)),
                 (ANN_SERIAL.to_string(), leaf.serial_hex.clone()),
+                (ANN_CERTIFICATE_UID.to_string(), "uid-web".to_string()),
             ]),
-            labels: BTreeMap::new(),
+            labels: BTreeMap::from([(LABEL_CERTIFICATE.to_string(), "web".to_string())]),
         }
     }
 
@@ -513,6 +581,22 @@ mod decision_table {
         let never = cert(json!({"privateKey": {"rotationPolicy": "Never"}}));
         let current = written(&plain, &root, &k, now()).await;
         let old_never = written(&never, &root, &k, now() - time::Duration::days(80)).await;
+        let foreign = SecretSeen {
+            type_: Some(SECRET_TYPE.into()),
+            contents: current.contents.clone(),
+            ..SecretSeen::default()
+        };
+        let mut theirs = current.clone();
+        theirs
+            .labels
+            .insert(LABEL_CERTIFICATE.into(), "other-app".into());
+        theirs
+            .annotations
+            .insert(ANN_CERTIFICATE_UID.into(), "uid-other".into());
+        let mut predecessor = current.clone();
+        predecessor
+            .annotations
+            .insert(ANN_CERTIFICATE_UID.into(), "uid-before".into());
         let opaque = SecretSeen {
             type_: Some("Opaque".into()),
             ..SecretSeen::default()
@@ -520,12 +604,20 @@ mod decision_table {
         let w = |issuer: Option<&crate::api::CertificateAuthority>, secret: Option<&SecretSeen>| {
             World {
                 issuer: issuer.cloned(),
+                ancestors: vec![],
                 secret: secret.cloned(),
                 namespace_labels: BTreeMap::new(),
             }
         };
         let forced = Some(REISSUE);
-        let cases: Vec<(&str, &Certificate, World, Option<(&str, &str)>, &str)> = vec![
+        type Case<'a> = (
+            &'static str,
+            &'a Certificate,
+            World,
+            Option<(&'static str, &'static str)>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "a missing CA is waited for",
                 &plain,
@@ -553,6 +645,27 @@ mod decision_table {
                 w(Some(&root), Some(&opaque)),
                 None,
                 "Err SecretTypeMismatch",
+            ),
+            (
+                "a TLS Secret another tool wrote is never taken over",
+                &plain,
+                w(Some(&root), Some(&foreign)),
+                None,
+                "Err SecretConflict",
+            ),
+            (
+                "a Secret of another Certificate is never taken over",
+                &plain,
+                w(Some(&root), Some(&theirs)),
+                None,
+                "Err SecretConflict",
+            ),
+            (
+                "a Secret of an earlier Certificate of this name gets a new certificate",
+                &plain,
+                w(Some(&root), Some(&predecessor)),
+                None,
+                "Issue SecretInvalid",
             ),
             (
                 "no Secret is issued",

@@ -38,8 +38,9 @@ crate::status_fields!(CertificateStatus, failed_issuance_attempts);
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(2160 * 3600);
 /// Annotation set by `signet revoke --reissue`.
 pub const REVOKE_ANNOTATION: &str = "signet.dev/revoke";
-/// Annotation `signet revoke` sets next to `spec.revocation`: the actor.
-pub const REVOKED_BY_ANNOTATION: &str = "signet.dev/revoked-by";
+/// Annotation `signet revoke` sets with a revocation: who asked (vouched
+/// for by the admission policy).
+pub use crate::api::REVOKED_BY_ANNOTATION;
 /// Condition type reporting an unusable `signet.dev/revoke` annotation.
 pub const REVOKE_REQUEST_CONDITION: &str = "RevokeRequest";
 /// Secret annotation: the issuing CA.
@@ -48,6 +49,8 @@ pub const ANN_ISSUER: &str = "signet.dev/issuer";
 pub const ANN_SERIAL: &str = "signet.dev/serial";
 /// Secret annotation: notAfter of the certificate in the Secret.
 pub const ANN_NOT_AFTER: &str = "signet.dev/not-after";
+/// Secret annotation: uid of the Certificate the Secret was written for.
+pub const ANN_CERTIFICATE_UID: &str = "signet.dev/certificate-uid";
 /// Secret annotation: hash of the spec the certificate was issued for.
 pub const ANN_SPEC_HASH: &str = "signet.dev/spec-hash";
 /// Secret label naming the owning Certificate.
@@ -102,6 +105,7 @@ impl Kind for Certificate {
                 issuer,
                 reuse,
             } => {
+                ctx.audit_ready()?;
                 let leaf = act::sign(ctx, &plan, &issuer, reuse.as_ref(), now).await?;
                 act::apply_secret(ctx, self, &issuer, &leaf, &plan.hash).await?;
                 issued(
@@ -168,7 +172,7 @@ async fn revoke_declared(
     now: OffsetDateTime,
 ) -> Result<Next, Error> {
     let targets = revoke::issued(cert, now);
-    let actor = revoke::declared_actor(cert);
+    let actor = revoke::actor(cert, ctx.revoked_by_vouched().await);
     let confirmed = revoke::revoke(ctx, cert, base, &targets, reason, &actor, now).await?;
     let st = status::revoked(cert, base, confirmed, reason, now);
     driver::apply_status(ctx, cert, &st).await?;
@@ -185,7 +189,7 @@ async fn revoke_annotated(
     target: &revoke::Target,
     now: OffsetDateTime,
 ) -> Result<CertificateStatus, Error> {
-    let actor = req.actor.clone().unwrap_or_else(|| "controller".into());
+    let actor = revoke::actor(cert, ctx.revoked_by_vouched().await);
     let confirmed = revoke::revoke(
         ctx,
         cert,
@@ -226,7 +230,8 @@ async fn issued(
         reason,
         previous.as_deref(),
         now,
-    );
+    )
+    .await?;
     let renewal =
         crate::api::duration::act_at(facts.not_before, facts.not_after, plan.lifetime.before_end);
     let mut message = format!(

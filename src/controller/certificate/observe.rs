@@ -57,6 +57,8 @@ impl SecretSeen {
 pub struct World {
     /// The CA it names, if it exists.
     pub issuer: Option<CertificateAuthority>,
+    /// That CA's parents, nearest first (their name constraints apply too).
+    pub ancestors: Vec<CertificateAuthority>,
     /// Its Secret, if it exists.
     pub secret: Option<SecretSeen>,
     /// Labels of its namespace (empty unless the CA selects by label).
@@ -68,6 +70,10 @@ pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let cas: Api<CertificateAuthority> = Api::all(ctx.client.clone());
     let issuer = cas.get_opt(&cert.spec.issuer_ref.name).await?;
+    let ancestors = match &issuer {
+        Some(ca) => super::super::ca::observe::ancestry(ctx, ca).await?.parents,
+        None => Vec::new(),
+    };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = secrets
         .get_opt(&cert.spec.secret_name)
@@ -90,6 +96,7 @@ pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
     };
     Ok(World {
         issuer,
+        ancestors,
         secret,
         namespace_labels,
     })

@@ -29,8 +29,10 @@ pub struct RevokeRequest {
     /// Issue a new key and certificate afterwards.
     #[serde(default)]
     pub reissue: bool,
-    /// Who asked (`cli:<user>`).
-    #[serde(default)]
+    /// Ignored (older CLIs wrote who asked here; it was user-typed text).
+    /// Who asked is `signet.dev/revoked-by`, which the admission policy
+    /// vouches for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     /// The serial to revoke (the current one when the CLI ran).
     #[serde(default)]
@@ -250,12 +252,23 @@ fn record(
     ctx.metrics.certificate_revoked();
 }
 
-/// The actor of a declared revocation.
-pub fn declared_actor(cert: &Certificate) -> String {
-    cert.annotations()
-        .get(REVOKED_BY_ANNOTATION)
-        .cloned()
-        .unwrap_or_else(|| "controller".into())
+/// Who asked for a revocation of `cert`, as the audit trail records it:
+/// `user:<name>` when the admission policy that vouches for
+/// `signet.dev/revoked-by` is in place, `unverified:<name>` when it is not
+/// (never user-typed text presented as an identity), `unattributed` when
+/// nobody said (spec.revocation set without `signet revoke`: the API
+/// server's own audit log knows who).
+pub fn actor(cert: &Certificate, vouched: bool) -> String {
+    actor_of(cert.annotations(), vouched)
+}
+
+/// [`actor`] from an object's annotations.
+pub fn actor_of(annotations: &std::collections::BTreeMap<String, String>, vouched: bool) -> String {
+    match annotations.get(REVOKED_BY_ANNOTATION) {
+        Some(name) if vouched => format!("user:{name}"),
+        Some(name) => format!("unverified:{name}"),
+        None => "unattributed".into(),
+    }
 }
 
 /// Removes the `signet.dev/revoke` annotation once it is carried out.
@@ -295,7 +308,7 @@ mod tests {
             c.metadata.annotations = Some([(REVOKE_ANNOTATION.to_string(), a.to_string())].into());
         }
         if revocation {
-            c.spec.revocation = Some(crate::api::Revocation {
+            c.spec.revocation = Some(crate::api::RevocationSetting {
                 reason: RevocationReason::KeyCompromise,
             });
         }

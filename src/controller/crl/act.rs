@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta};
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -20,7 +20,7 @@ use super::super::{Context, Error};
 use super::decide::Decision;
 use super::observe::World;
 use super::{ANN_CA, ANN_NEXT_UPDATE, ANN_NUMBER, DER_KEY, LABEL_CRL, target};
-use crate::api::{CONDITION_READY, CRL, CrlStatus, FIELD_MANAGER};
+use crate::api::{CONDITION_READY, CRL, CrlStatus};
 use crate::clock::{rfc3339, unix_ms};
 use crate::pki::{self, CrlRequest, SignedCrl};
 use crate::published::PublishedCrl;
@@ -97,6 +97,7 @@ pub async fn carry_out(
                 entries,
                 distribution_point: None,
             };
+            ctx.audit_ready()?;
             let signer = ctx.signer(&issuer.key_arn).await?;
             let signed = pki::sign_crl(&issuer.info, signer.as_ref(), &req, now).await?;
             publish_config_map(
@@ -232,24 +233,14 @@ async fn publish_config_map(
         )])),
         ..Default::default()
     };
-    let mut value = serde_json::to_value(&cm).map_err(|e| Error::Other(e.to_string()))?;
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("ConfigMap");
-    Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(value),
-        )
-        .await
-        .map_err(|e| {
-            Error::from_write(
-                &format!("ConfigMap {ns}/{name}"),
-                "fix spec.publish or the namespace",
-                e,
-            )
-        })?;
-    Ok(())
+    driver::apply_object(
+        &Api::<ConfigMap>::namespaced(ctx.client.clone(), ns),
+        name,
+        &cm,
+        &format!("ConfigMap {ns}/{name}"),
+        "fix spec.publish or the namespace",
+    )
+    .await
 }
 
 /// Mirror row, audit row and metric of a published CRL.

@@ -121,6 +121,15 @@ fn lists_exactly(facts: &CrlFacts, want: &[Revoked]) -> bool {
 /// Decides.
 pub fn decide(crl: &CRL, world: &World, now: OffsetDateTime) -> Result<Decision, Error> {
     let lifetime = lifetime(crl)?;
+    if let Some(first) = &world.publisher {
+        return Err(Error::Refused {
+            reason: "DuplicateCRL",
+            message: format!(
+                "CRL {first} already publishes the revocations of CertificateAuthority {:?}; two CRL objects would sign competing CRL numbers, so this one waits: delete it or point spec.caRef at another CA",
+                crl.spec.ca_ref.name
+            ),
+        });
+    }
     let ca = world
         .ca
         .as_ref()
@@ -377,6 +386,7 @@ mod decision_table {
             register: reg(e),
             published_der: der.cloned(),
             store_number: store,
+            publisher: None,
         };
         let cases: Vec<(&str, CRL, World, &str)> = vec![
             (
@@ -384,6 +394,15 @@ mod decision_table {
                 crl(1, Some(1), None),
                 World::default(),
                 "Err IssuerNotFound",
+            ),
+            (
+                "a second CRL object for the same CA is refused, never competes on numbers",
+                crl(1, Some(1), None),
+                World {
+                    publisher: Some("older-crl".into()),
+                    ..w(&root, vec![], None, 0)
+                },
+                "Err DuplicateCRL",
             ),
             (
                 "a CA without a certificate is waited for",

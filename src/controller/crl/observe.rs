@@ -2,6 +2,7 @@
 //! published last time, and the highest number the mirror saw.
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::Api;
 
 use super::super::revocations::{self, Register};
@@ -20,6 +21,9 @@ pub struct World {
     pub published_der: Option<Vec<u8>>,
     /// The highest CRL number the mirror recorded for the CA.
     pub store_number: i64,
+    /// The CRL object that publishes this CA's CRL when several name it
+    /// (the oldest; ties by name), if it is not this one.
+    pub publisher: Option<String>,
 }
 
 /// Reads the CA, the register, the published ConfigMap, the mirror.
@@ -35,6 +39,22 @@ pub async fn world(ctx: &Context, crl: &CRL) -> Result<World, Error> {
         .await?
         .and_then(|cm| cm.binary_data?.remove(DER_KEY))
         .map(|b| b.0);
+    let publisher = Api::<CRL>::all(ctx.client.clone())
+        .list(&kube::api::ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|c| &c.spec.ca_ref.name == ca_name)
+        .min_by(|a, b| {
+            let key = |c: &CRL| {
+                (
+                    c.metadata.creation_timestamp.clone().map(|t| t.0),
+                    c.name_any(),
+                )
+            };
+            key(a).cmp(&key(b))
+        })
+        .map(|c| c.name_any())
+        .filter(|n| *n != crl.name_any());
     let store_number = ctx
         .store
         .latest_crl_number(ca_name)
@@ -47,5 +67,6 @@ pub async fn world(ctx: &Context, crl: &CRL) -> Result<World, Error> {
         register,
         published_der,
         store_number,
+        publisher,
     })
 }
