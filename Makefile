@@ -11,7 +11,7 @@ export CARGO_TERM_COLOR ?= never
 # control plane per test binary.
 TEST_THREADS ?= 2
 
-.PHONY: all build release testenv test test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help
+.PHONY: all build release testenv test test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz
 
 help:
 	@echo "make demo     run Signet end to end on this machine"
@@ -69,6 +69,31 @@ test: testenv fmt
 version-check: release
 	@v="$$("$(CARGO_TARGET_DIR)/release/signet" --version)"; echo "release binary: $$v"; \
 	case "$$v" in "signet "*) ;; *) echo "unexpected --version output: $$v" >&2; exit 1;; esac
+
+# Fuzzes the OCSP request parser (hack/fuzz, its own workspace) with
+# cargo-fuzz on the nightly toolchain for FUZZ_SECONDS, starting from the
+# committed openssl-made seeds (hack/fuzz/make-corpus.sh). The build is
+# cached under $HOME, keyed by the fuzz lockfile. New inputs go to a
+# scratch corpus; a crashing input is saved under hack/fuzz/artifacts/ and
+# fails the target.
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_LOCK_HASH := $(shell sha256sum hack/fuzz/Cargo.lock 2>/dev/null | cut -c1-12)
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/signet/fuzz-$(FUZZ_LOCK_HASH)
+FUZZ_SECONDS ?= 60
+FUZZ := cargo +nightly fuzz
+FUZZ_ARGS := --fuzz-dir hack/fuzz --target-dir "$(FUZZ_TARGET_DIR)"
+
+fuzz:
+	@rustup which cargo --toolchain nightly >/dev/null 2>&1 || \
+	  { echo "make fuzz needs a nightly Rust toolchain (cargo +nightly)" >&2; exit 1; }
+	@[[ "$$(cargo fuzz --version 2>/dev/null)" == "cargo-fuzz $(CARGO_FUZZ_VERSION)" ]] || \
+	  env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	cargo +nightly fetch --locked --quiet --manifest-path hack/fuzz/Cargo.toml
+	$(FUZZ) build $(FUZZ_ARGS) parse_request
+	@scratch="$$(mktemp -d -t signet-fuzz.XXXXXX)"; rc=0; \
+	$(FUZZ) run $(FUZZ_ARGS) parse_request "$$scratch" hack/fuzz/corpus/parse_request -- \
+	  -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 || rc=$$?; \
+	rm -rf "$$scratch"; exit $$rc
 
 crds:
 	cargo run --release --quiet --bin signet -- crds --split crds --with-policies

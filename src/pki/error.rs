@@ -39,6 +39,11 @@ pub enum PkiError {
     /// The issuer certificate could not be parsed or lacks a needed field.
     #[error("issuer certificate unusable: {0}")]
     InvalidIssuer(String),
+    /// A delegated OCSP responder certificate cannot sign for this CA (not
+    /// issued by it, another key, no id-kp-OCSPSigning, outside its
+    /// validity). Terminal: issue a new responder certificate.
+    #[error("OCSP responder certificate unusable: {0}")]
+    InvalidResponder(String),
     /// KMS signing failed; see [`SignError`] for the retry class.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -69,6 +74,7 @@ impl PkiError {
             PkiError::IssuerNotAllowed(_) => "IssuerNotAllowed",
             PkiError::IssuerKeyMismatch { .. } => "IssuerKeyMismatch",
             PkiError::InvalidIssuer(_) => "InvalidIssuer",
+            PkiError::InvalidResponder(_) => "InvalidResponder",
             PkiError::Sign(e) => e.reason(),
             PkiError::KeyGeneration(_) => "KeyGenerationFailed",
             PkiError::Encoding(_) => "EncodingFailed",

@@ -75,7 +75,7 @@ pub(crate) fn random_serial() -> Result<(SerialNumber, String), PkiError> {
 }
 
 /// Validity window for a request: `(notBefore, notAfter, clamped)`.
-fn validity(
+pub(super) fn validity(
     now: OffsetDateTime,
     duration: Duration,
     max: Option<Duration>,
@@ -273,6 +273,18 @@ fn intermediate_plan(
     Ok((path_len, params, window))
 }
 
+/// Checks that `issuer` can sign certificates at `now`: valid then, and
+/// keyUsage keyCertSign.
+pub(super) fn check_can_issue(issuer: &IssuerInfo, now: OffsetDateTime) -> Result<(), PkiError> {
+    issuer.check_valid_at(now)?;
+    if !issuer.can_sign_certs {
+        return Err(PkiError::IssuerNotAllowed(
+            "the issuer's keyUsage lacks keyCertSign".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a CA request without signing anything: everything
 /// [`issue_root`] (no `parent`) or [`issue_intermediate`] would refuse,
 /// except the key itself. Run it before creating a KMS key, so a CA that
@@ -302,12 +314,7 @@ pub fn check_leaf_request(
     req: &LeafRequest,
     now: OffsetDateTime,
 ) -> Result<(), PkiError> {
-    issuer.check_valid_at(now)?;
-    if !issuer.can_sign_certs {
-        return Err(PkiError::IssuerNotAllowed(
-            "the issuer's keyUsage lacks keyCertSign".into(),
-        ));
-    }
+    check_can_issue(issuer, now)?;
     leaf_params(issuer, req, now).map(|_| ())
 }
 
@@ -378,21 +385,41 @@ pub async fn issue_intermediate(
     let (Some((not_before, not_after, clamped)), Some(subject_key)) = (window, subject_key) else {
         return Err(PkiError::Encoding("validity not computed".into()));
     };
-    let (serial, serial_hex) = random_serial()?;
-    params.serial_number = Some(serial);
-    params.not_before = not_before;
-    params.not_after = not_after;
     params.is_ca = IsCa::Ca(match path_len {
         Some(n) => BasicConstraints::Constrained(n),
         None => BasicConstraints::Unconstrained,
     });
-    params.key_identifier_method = KeyIdMethod::PreSpecified(sign::key_id(&subject_key));
     add_issuer_urls(&mut params, parent);
     if clamped {
         tracing::info!(%not_after, "intermediate validity clamped to the parent's notAfter");
     }
-    let (placeholder, tbs) = build_tbs(&params, &subject_key, Some(parent), parent_signer)?;
-    let cert_der = sign::finish(parent_signer, &placeholder, &tbs).await?;
+    sign_cert(
+        parent,
+        parent_signer,
+        params,
+        &subject_key,
+        (not_before, not_after, clamped),
+    )
+    .await
+}
+
+/// Signs `params` for `subject_key` under `issuer` with one KMS `Sign`:
+/// sets a fresh random serial, the validity window and the SKI (RFC 7093
+/// method 1); the AKI is the issuer's SKI.
+pub(super) async fn sign_cert(
+    issuer: &IssuerInfo,
+    signer: &dyn Signer,
+    mut params: CertificateParams,
+    subject_key: &SpkiKey,
+    (not_before, not_after, clamped): (OffsetDateTime, OffsetDateTime, bool),
+) -> Result<IssuedCert, PkiError> {
+    let (serial, serial_hex) = random_serial()?;
+    params.serial_number = Some(serial);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(sign::key_id(subject_key));
+    let (placeholder, tbs) = build_tbs(&params, subject_key, Some(issuer), signer)?;
+    let cert_der = sign::finish(signer, &placeholder, &tbs).await?;
     Ok(IssuedCert {
         cert_pem: pem_cert(&cert_der),
         cert_der,
@@ -504,12 +531,7 @@ pub async fn issue_leaf(
     now: OffsetDateTime,
 ) -> Result<IssuedLeaf, PkiError> {
     sign::check_issuer_key(issuer.spki_der(), signer)?;
-    issuer.check_valid_at(now)?;
-    if !issuer.can_sign_certs {
-        return Err(PkiError::IssuerNotAllowed(
-            "the issuer's keyUsage lacks keyCertSign".into(),
-        ));
-    }
+    check_can_issue(issuer, now)?;
     let (params, key_type, not_before, not_after, clamped) = leaf_params(issuer, req, now)?;
     let key_pair = if key_type.is_rsa() {
         tokio::task::spawn_blocking(move || keys::generate(key_type))
@@ -536,12 +558,7 @@ pub async fn issue_leaf_with_key(
     now: OffsetDateTime,
 ) -> Result<IssuedLeaf, PkiError> {
     sign::check_issuer_key(issuer.spki_der(), signer)?;
-    issuer.check_valid_at(now)?;
-    if !issuer.can_sign_certs {
-        return Err(PkiError::IssuerNotAllowed(
-            "the issuer's keyUsage lacks keyCertSign".into(),
-        ));
-    }
+    check_can_issue(issuer, now)?;
     let (params, key_type, not_before, not_after, clamped) = leaf_params(issuer, req, now)?;
     let key_pair = keys::parse_matching(existing, key_type)?;
     finish_leaf(

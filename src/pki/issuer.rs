@@ -73,8 +73,13 @@ pub struct IssuerInfo {
     cert_der: Vec<u8>,
     pub(crate) subject: DistinguishedName,
     subject_string: String,
+    /// The subject Name exactly as encoded in the certificate (DER).
+    subject_der: Vec<u8>,
     pub(crate) ski: Vec<u8>,
     spki: Vec<u8>,
+    /// The contents of the subjectPublicKey BIT STRING (without the
+    /// unused-bits octet).
+    public_key_bits: Vec<u8>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     /// `Some(n)` when the CA has basicConstraints pathLenConstraint n.
@@ -124,8 +129,10 @@ impl IssuerInfo {
             cert_der: cert_der.to_vec(),
             subject,
             subject_string: cert.subject().to_string(),
+            subject_der: cert.subject().as_raw().to_vec(),
             ski,
             spki: cert.public_key().raw.to_vec(),
+            public_key_bits: cert.public_key().subject_public_key.data.to_vec(),
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             path_len,
@@ -163,6 +170,18 @@ impl IssuerInfo {
     /// DER SubjectPublicKeyInfo of the CA key.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki
+    }
+
+    /// The subject Name as encoded in the certificate (DER): what OCSP's
+    /// issuerNameHash is computed over.
+    pub fn subject_der(&self) -> &[u8] {
+        &self.subject_der
+    }
+
+    /// The subjectPublicKey BIT STRING contents: what OCSP's issuerKeyHash
+    /// (and a byKey ResponderID) is computed over.
+    pub fn public_key_bits(&self) -> &[u8] {
+        &self.public_key_bits
     }
 
     /// subjectKeyIdentifier (becomes the authorityKeyIdentifier of what

@@ -27,6 +27,7 @@ mod from_api;
 mod issue;
 mod issuer;
 mod keys;
+pub mod ocsp;
 pub mod parse;
 mod request;
 mod sign;
