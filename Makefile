@@ -6,12 +6,13 @@ SHELL := /bin/bash
 # clone (CI) reuses a previous build of the same dependency set.
 LOCK_HASH := $(shell sha256sum Cargo.lock 2>/dev/null | cut -c1-12)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/signet/target-$(LOCK_HASH)
+CACHE := $(HOME)/.cache/signet
 export CARGO_TERM_COLOR ?= never
 # Tests run two at a time on a 2-core machine; integration tests share one
 # control plane per test binary.
 TEST_THREADS ?= 2
 
-.PHONY: all build release testenv test test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz
+.PHONY: all build release testenv test seed-target test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz
 
 help:
 	@echo "make demo     run Signet end to end on this machine"
@@ -20,11 +21,20 @@ help:
 	@echo "make crds     regenerate crds/ and the chart's crds/ from the Rust types"
 	@echo "make readme   regenerate the README's CRD reference from the Rust types"
 
-build:
+# A new lockfile starts from a copy of the newest earlier build (cargo keeps
+# what still fits and rebuilds the rest); only the two newest are kept.
+seed-target:
+	@if [ ! -d "$(CARGO_TARGET_DIR)" ]; then \
+	  prev="$$(ls -dt $(CACHE)/target-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] 2>/dev/null | head -1)"; \
+	  if [ -n "$$prev" ]; then echo "build cache: starting $(CARGO_TARGET_DIR) from $$prev"; cp -a "$$prev" "$(CARGO_TARGET_DIR)"; fi; \
+	  ls -dt $(CACHE)/target-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] 2>/dev/null | tail -n +3 | xargs -r rm -rf; \
+	fi
+
+build: seed-target
 	cargo build --locked --bins
 
 # The same release build the Dockerfile performs (see Dockerfile).
-release:
+release: seed-target
 	cargo build --locked --release --bin signet
 
 testenv:
@@ -54,7 +64,7 @@ else
 TEST_CARGO := cargo
 endif
 
-test: testenv fmt
+test: testenv fmt seed-target
 	cargo clippy --locked --release --workspace --all-targets -- -D warnings
 	@state="$$(mktemp -d -t signet-test.XXXXXX)"; \
 	export SIGNET_TEST_STATE="$$state"; \

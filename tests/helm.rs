@@ -180,8 +180,14 @@ fn try_render(release: &str, namespace: &str, values: &str) -> Output {
     output(c)
 }
 
-/// One RBAC rule reduced to comparable sets.
-type RuleKey = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
+/// One RBAC rule reduced to comparable sets (groups, resources, verbs,
+/// resource names).
+type RuleKey = (
+    BTreeSet<String>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+);
 
 fn rules(role: &Value) -> BTreeSet<RuleKey> {
     role["rules"]
@@ -190,18 +196,27 @@ fn rules(role: &Value) -> BTreeSet<RuleKey> {
         .iter()
         .map(|r| {
             assert!(
-                r.get("resourceNames").is_none() && r.get("nonResourceURLs").is_none(),
+                r.get("nonResourceURLs").is_none(),
                 "unexpected rule shape {r}"
             );
             let set = |k: &str| strings(&r[k]).into_iter().collect::<BTreeSet<_>>();
-            (set("apiGroups"), set("resources"), set("verbs"))
+            (
+                set("apiGroups"),
+                set("resources"),
+                set("verbs"),
+                set("resourceNames"),
+            )
         })
         .collect()
 }
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> RuleKey {
+    named_rule(groups, resources, verbs, &[])
+}
+
+fn named_rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> RuleKey {
     let set = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    (set(groups), set(resources), set(verbs))
+    (set(groups), set(resources), set(verbs), set(names))
 }
 
 /// Every verb on every resource the ClusterRole may grant, the operator's
@@ -210,7 +225,12 @@ fn expected_cluster_rules() -> BTreeSet<RuleKey> {
     [
         rule(
             &["signet.dev"],
-            &["certificateauthorities", "certificates", "crls"],
+            &[
+                "certificateauthorities",
+                "certificates",
+                "crls",
+                "revocations",
+            ],
             &["get", "list", "watch", "patch"],
         ),
         rule(
@@ -219,8 +239,18 @@ fn expected_cluster_rules() -> BTreeSet<RuleKey> {
                 "certificateauthorities/status",
                 "certificates/status",
                 "crls/status",
+                "revocations/status",
             ],
             &["get", "patch"],
+        ),
+        named_rule(
+            &["admissionregistration.k8s.io"],
+            &[
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicybindings",
+            ],
+            &["get"],
+            &["signet-revoked-by"],
         ),
         rule(
             &[""],
@@ -457,6 +487,30 @@ fn default_values_render_one_hardened_recreate_replica() {
     assert!(sa["metadata"].get("annotations").is_none());
 }
 
+/// The chart ships the same admission policy as crds/ (the one the Rust
+/// types generate), and can leave it out.
+#[test]
+fn the_chart_templates_the_revoked_by_admission_policy_of_crds() {
+    let r = render("signet", "signet-system", "");
+    for want in signet::api::admission_policies() {
+        let kind = want["kind"].as_str().unwrap();
+        let got = r
+            .named(kind, "signet-revoked-by")
+            .unwrap_or_else(|| panic!("no {kind}"));
+        let got: serde_json::Value = serde_json::to_value(&got["spec"]).unwrap();
+        assert_eq!(got, want["spec"], "{kind} differs from crds/");
+    }
+    let off = render(
+        "signet",
+        "signet-system",
+        "admissionPolicy: {enabled: false}\n",
+    );
+    assert!(
+        off.named("ValidatingAdmissionPolicy", "signet-revoked-by")
+            .is_none()
+    );
+}
+
 #[test]
 fn rbac_grants_exactly_the_verbs_the_operator_uses() {
     let r = render("signet", "signet-system", "");
@@ -482,7 +536,7 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
     // No wildcard anywhere, in any role the chart renders.
     for kind in ["ClusterRole", "Role"] {
         for role in r.of_kind(kind) {
-            for (groups, resources, verbs) in rules(role) {
+            for (groups, resources, verbs, _) in rules(role) {
                 for s in groups.iter().chain(&resources).chain(&verbs) {
                     assert_ne!(s, "*", "wildcard in {kind} {}", role["metadata"]["name"]);
                 }
@@ -500,7 +554,12 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         rules(view),
         [rule(
             &["signet.dev"],
-            &["certificateauthorities", "certificates", "crls"],
+            &[
+                "certificateauthorities",
+                "certificates",
+                "crls",
+                "revocations"
+            ],
             &["get", "list", "watch"]
         )]
         .into_iter()

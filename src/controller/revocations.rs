@@ -55,6 +55,9 @@ pub struct Register {
     pub entries: Vec<Revoked>,
     /// One line per skipped entry.
     pub skipped: Vec<String>,
+    /// The skipped entries as found; kept verbatim whenever the register
+    /// is rewritten, so nothing anyone wrote is lost.
+    pub unreadable: Vec<serde_json::Value>,
 }
 
 /// Name of the register ConfigMap of CA `ca`.
@@ -88,20 +91,21 @@ pub fn parse(cm: &ConfigMap) -> Register {
         }
     };
     for (i, item) in items.into_iter().enumerate() {
-        match serde_json::from_value::<Revoked>(item) {
+        let problem = match serde_json::from_value::<Revoked>(item.clone()) {
             Ok(mut r) => match crate::pki::normalize_serial(&r.serial) {
-                Some(s) if !out.entries.iter().any(|e| e.serial == s) => {
-                    r.serial = s;
-                    out.entries.push(r);
+                Some(s) => {
+                    if !out.entries.iter().any(|e| e.serial == s) {
+                        r.serial = s;
+                        out.entries.push(r);
+                    }
+                    continue;
                 }
-                Some(_) => {}
-                None => out.skipped.push(format!(
-                    "{name}[{i}]: serial {:?} is not a valid serial",
-                    r.serial
-                )),
+                None => format!("serial {:?} is not a valid serial", r.serial),
             },
-            Err(e) => out.skipped.push(format!("{name}[{i}]: {e}")),
-        }
+            Err(e) => e.to_string(),
+        };
+        out.skipped.push(format!("{name}[{i}]: {problem}"));
+        out.unreadable.push(item);
     }
     out
 }
@@ -119,7 +123,8 @@ pub async fn add(
     let name = config_map_name(ca);
     for _attempt in 0..8 {
         let existing = api.get_opt(&name).await?;
-        let mut list = existing.as_ref().map(parse).unwrap_or_default().entries;
+        let current = existing.as_ref().map(parse).unwrap_or_default();
+        let mut list = current.entries;
         let before = list.len();
         for e in entries {
             if !list.iter().any(|x| x.serial == e.serial) {
@@ -135,7 +140,13 @@ pub async fn add(
                 .cmp(&b.revoked_at)
                 .then(a.serial.cmp(&b.serial))
         });
-        let data = serde_json::to_string_pretty(&list)
+        let mut items: Vec<serde_json::Value> = list
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::Other(format!("encoding revocations: {e}")))?;
+        items.extend(current.unreadable);
+        let data = serde_json::to_string_pretty(&items)
             .map_err(|e| Error::Other(format!("encoding revocations: {e}")))?;
         let res = match existing {
             Some(mut cm) => {
@@ -206,5 +217,28 @@ mod tests {
         assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
         let r = parse(&cm("{not json"));
         assert!(r.entries.is_empty() && r.skipped.len() == 1);
+    }
+}
+
+#[cfg(test)]
+mod keep_tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_entries_are_kept_verbatim() {
+        let cm = ConfigMap {
+            metadata: ObjectMeta::default(),
+            data: Some(BTreeMap::from([(
+                DATA_KEY.to_string(),
+                serde_json::json!([
+                    {"serial": "not-hex", "revokedAt": 1, "reason": "keyCompromise", "notAfter": 4102444800i64},
+                    {"serial": "0a1b", "revokedAt": 1, "reason": "stolen", "notAfter": 4102444800i64}
+                ])
+                .to_string(),
+            )])),
+            ..Default::default()
+        };
+        let r = parse(&cm);
+        assert_eq!(r.unreadable.len(), 2, "{r:?}");
     }
 }

@@ -378,6 +378,7 @@ pub fn in_process() -> &'static InProcess {
                 ));
                 tx.send((ctx.clone(), keys))
                     .expect("handing the context over");
+                tokio::spawn(signet::controller::anchor::keep_anchored(ctx.clone()));
                 signet::controller::run_all(ctx, 4).await;
             });
         });

@@ -94,6 +94,14 @@ impl Kind for Certificate {
         let (plan, decision) = decide::decide(self, &world, &revoked, forced, now)?;
         match decision {
             Decision::UpToDate { cert, renewal } => {
+                if base.serial_number.as_deref() != Some(cert.serial_hex.as_str()) {
+                    // In the Secret but never in status: the reconcile that
+                    // issued it stopped early. Make sure it is on record.
+                    let revision = base.revision.unwrap_or(0) + 1;
+                    let prev = base.serial_number.clone();
+                    act::record(ctx, self, &cert, revision, "Recorded", prev.as_deref(), now)
+                        .await?;
+                }
                 let st =
                     status::up_to_date(self, &base, &cert, renewal, &plan.hash, note.as_ref(), now);
                 driver::apply_status(ctx, self, &st).await?;

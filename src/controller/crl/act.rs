@@ -72,7 +72,7 @@ pub async fn carry_out(
                 now,
             );
             driver::apply_status(ctx, crl, &st).await?;
-            Ok(Next::Until(refresh_at))
+            Ok(Next::Until(refresh_at.min(now + super::MAX_RECHECK)))
         }
         Decision::Sign {
             issuer,
@@ -132,7 +132,9 @@ pub async fn carry_out(
             driver::apply_status(ctx, crl, &st).await?;
             info!(number, revoked = signed.entries, why, "CRL published");
             let refresh = time::Duration::try_from(lifetime.before_end).unwrap_or_default();
-            Ok(Next::Until(signed.next_update - refresh))
+            Ok(Next::Until(
+                (signed.next_update - refresh).min(now + super::MAX_RECHECK),
+            ))
         }
     }
 }

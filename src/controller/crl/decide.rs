@@ -365,6 +365,7 @@ mod decision_table {
         let forger = key("arn:forger");
         let forged_ca = ready_root("root", json!({}), &forger).await;
         let reg = |e: Vec<Revoked>| Register {
+            unreadable: vec![],
             entries: e,
             skipped: vec![],
         };

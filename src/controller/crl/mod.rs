@@ -36,6 +36,9 @@ pub const ANN_CA: &str = "signet.dev/certificate-authority";
 pub const LABEL_CRL: &str = "signet.dev/crl";
 /// binaryData key of the DER CRL.
 pub const DER_KEY: &str = "ca.crl";
+/// The published CRL is verified again at least this often, so one
+/// replaced where Signet does not watch is corrected.
+pub const MAX_RECHECK: Duration = Duration::from_secs(600);
 
 /// Where the CRL of `crl` is published: (namespace, name).
 pub fn target(crl: &CRL, operator_ns: &str) -> (String, String) {
@@ -77,6 +80,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     let ctl = Controller::new(Api::<CRL>::all(client.clone()), watcher::Config::default());
     let store = ctl.store();
     let store2 = store.clone();
+    let store3 = store.clone();
     tokio::spawn(prune_published(ctx.clone(), store.clone()));
     let stream = ctl
         .watches(
@@ -89,7 +93,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
         )
         // A revocation (register change) re-signs within seconds.
         .watches(
-            Api::<ConfigMap>::namespaced(client, &ctx.namespace),
+            Api::<ConfigMap>::namespaced(client.clone(), &ctx.namespace),
             watcher::Config::default().labels(revocations::LABEL_CA),
             move |cm| {
                 let ca = cm
@@ -98,6 +102,16 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
                     .cloned()
                     .unwrap_or_default();
                 super::refs_where(&store2, |c| c.spec.ca_ref.name == ca)
+            },
+        )
+        // A published CRL someone changed (an old one replayed) is checked
+        // again at once; in other namespaces within MAX_RECHECK.
+        .watches(
+            Api::<ConfigMap>::namespaced(client, &ctx.namespace),
+            watcher::Config::default().labels(LABEL_CRL),
+            move |cm| {
+                let name = cm.labels().get(LABEL_CRL).cloned().unwrap_or_default();
+                super::refs_where(&store3, |c| c.name_any() == name)
             },
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
