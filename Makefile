@@ -11,12 +11,14 @@ export CARGO_TERM_COLOR ?= never
 # control plane per test binary.
 TEST_THREADS ?= 2
 
-.PHONY: all build release testenv test test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help
+.PHONY: all build release image testenv test test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help
 
 help:
 	@echo "make demo     run Signet end to end on this machine"
 	@echo "make test     set up the test environment and run the whole suite"
-	@echo "make testenv  build etcd, kube-apiserver, kubectl, local-kms, helm, zlint, pkilint"
+	@echo "make testenv  build etcd, kube-apiserver, kubectl, local-kms, helm, zlint, pkilint,"
+	@echo "              kubelet, kube-scheduler, kube-controller-manager; install containerd + runc"
+	@echo "make image    build the operator's OCI image archive without a container engine"
 	@echo "make crds     regenerate crds/ and the chart's crds/ from the Rust types"
 	@echo "make readme   regenerate the README's CRD reference from the Rust types"
 
@@ -26,6 +28,12 @@ build:
 # The same release build the Dockerfile performs (see Dockerfile).
 release:
 	cargo build --locked --release --bin signet
+
+# The operator's OCI image as an archive for `ctr images import`, without a
+# container engine or registry (hack/image.sh; the test node runs it). The
+# Dockerfile describes the same image for docker/buildah users.
+image: release
+	hack/image.sh signet --binary "$(CARGO_TARGET_DIR)/release/signet"
 
 testenv:
 	@hack/testenv.sh setup >/dev/null
