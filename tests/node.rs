@@ -385,6 +385,20 @@ fn the_chart_runs_the_image_on_a_node_through_upgrade_pod_loss_and_uninstall() {
         &watch_log,
     )
     .expect("watching pods");
+    // The watch must have listed the current pod before the upgrade starts.
+    wait(
+        env,
+        &ns,
+        &selector,
+        "the pod watch to start",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&watch_log)
+                .ok()?
+                .contains(&before)
+                .then_some(())
+        },
+    );
     helm(
         env,
         &[
