@@ -161,11 +161,12 @@ cmd_signet() {
   fi
   [[ -x "$binary" ]] || die "$binary is not an executable"
   [[ -n "$out" ]] || out="$CACHE/signet-image.tar"
-  local tree="$WORK/rootfs" deb
+  local tree="$WORK/rootfs" debs deb
   mkdir -p "$tree"
-  while read -r deb; do
+  debs="$(fetch_debs)"
+  for deb in $debs; do
     dpkg-deb --extract "$deb" "$tree" || die "dpkg-deb --extract $deb failed"
-  done < <(fetch_debs)
+  done
   # What distroless leaves out of these packages: docs, the CA maintainer
   # scripts; the CA bundle is what update-ca-certificates would generate.
   rm -rf "$tree/usr/share/doc" "$tree/usr/share/lintian" "$tree/usr/share/man" \
