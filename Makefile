@@ -12,12 +12,14 @@ export CARGO_TERM_COLOR ?= never
 # control plane per test binary.
 TEST_THREADS ?= 2
 
-.PHONY: all build release testenv test seed-target test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz
+.PHONY: all build release image testenv test seed-target test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz
 
 help:
 	@echo "make demo     run Signet end to end on this machine"
 	@echo "make test     set up the test environment and run the whole suite"
-	@echo "make testenv  build etcd, kube-apiserver, kubectl, local-kms, helm, zlint, pkilint"
+	@echo "make testenv  build etcd, kube-apiserver, kubectl, local-kms, helm, zlint, pkilint,"
+	@echo "              kubelet, kube-scheduler, kube-controller-manager; install containerd + runc"
+	@echo "make image    build the operator's OCI image archive without a container engine"
 	@echo "make crds     regenerate crds/ and the chart's crds/ from the Rust types"
 	@echo "make readme   regenerate the README's CRD reference from the Rust types"
 
@@ -36,6 +38,12 @@ build: seed-target
 # The same release build the Dockerfile performs (see Dockerfile).
 release: seed-target
 	cargo build --locked --release --bin signet
+
+# The operator's OCI image as an archive for `ctr images import`, without a
+# container engine or registry (hack/image.sh; the test node runs it). The
+# Dockerfile describes the same image for docker/buildah users.
+image: release
+	hack/image.sh signet --binary "$(CARGO_TARGET_DIR)/release/signet"
 
 testenv:
 	@hack/testenv.sh setup >/dev/null

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Signet test environment.
 #
-#   hack/testenv.sh setup   build etcd, kube-apiserver, kubectl, local-kms, helm and
-#                           zlint from hack/testenv/go.mod and a pkilint venv into a
-#                           cache folder keyed by go.sum; print the folder
+#   hack/testenv.sh setup   build etcd, kube-apiserver, kubectl, local-kms, helm,
+#                           zlint, and for the test node kubelet, kube-scheduler,
+#                           kube-controller-manager and pause, from hack/testenv/go.mod
+#                           and a pkilint venv into a cache folder keyed by go.sum;
+#                           install containerd + runc from Debian when missing (the
+#                           node's runtime); print the folder
 #   hack/testenv.sh dir     print the folder (without building)
 #   hack/testenv.sh up      start a long-lived control plane + local-kms for humans
+#                           (--node: with a node, as root; see tests/harness/src/node.rs)
 #   hack/testenv.sh down    stop it
 #   hack/testenv.sh status  show whether it runs
 #
@@ -34,7 +38,8 @@ log() { echo "testenv: $*" >&2; }
 build_go() {
   local dir="$1" bin="$1/bin"
   mkdir -p "$bin"
-  local want=(etcd kube-apiserver kubectl local-kms helm zlint) missing=()
+  local want=(etcd kube-apiserver kubectl local-kms helm zlint
+    kube-controller-manager kube-scheduler kubelet pause) missing=()
   for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || missing+=("$b"); done
   if [[ ${#missing[@]} -eq 0 ]]; then log "Go binaries already built"; return; fi
   command -v go >/dev/null || { log "go is not installed; install Go >= 1.26"; exit 1; }
@@ -52,6 +57,10 @@ build_go() {
     [local-kms]=./cmd/local-kms
     [helm]=helm.sh/helm/v3/cmd/helm
     [zlint]=github.com/zmap/zlint/v3/cmd/zlint
+    [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+    [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+    [kubelet]=k8s.io/kubernetes/cmd/kubelet
+    [pause]=./cmd/pause
   )
   local tmp="$dir/bin.tmp" pkgs=()
   rm -rf "$tmp"; mkdir -p "$tmp"
@@ -77,11 +86,30 @@ build_py() {
   done
 }
 
+# containerd and runc come from Debian. Only the node tests need them, so a
+# machine that cannot install them still gets the rest of the environment,
+# with one line saying what to run.
+install_node_packages() {
+  local missing=()
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [[ ${#missing[@]} -eq 0 ]] && return
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    log "error: ${missing[*]} missing and not installable here (the node tests need them): run \`sudo apt-get install -y containerd runc\`"
+    return
+  fi
+  log "installing ${missing[*]} (apt-get install -y containerd runc)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc; } >"$1/apt.log" 2>&1; then
+    log "error: installing containerd runc failed (see $1/apt.log): run \`apt-get update && apt-get install -y containerd runc\`"
+  fi
+}
+
 cmd_setup() {
   local dir; dir="$(cache_dir)"
   mkdir -p "$dir/bin"
   build_go "$dir"
   build_py "$dir"
+  install_node_packages "$dir"
   command -v openssl >/dev/null || log "warning: openssl not found on PATH (apt-get install openssl)"
   echo "$dir"
 }
@@ -96,6 +124,12 @@ running() {
 }
 
 cmd_up() {
+  local node=()
+  case "${1:-}" in
+    --node) node=(--node) ;;
+    "") ;;
+    *) echo "usage: $0 up [--node]" >&2; exit 2 ;;
+  esac
   local dir; dir="$(cmd_setup)"
   local run; run="$(run_dir)"
   if running "$run/pid"; then
@@ -104,14 +138,16 @@ cmd_up() {
   rm -rf "$run"; mkdir -p "$run"
   (cd "$ROOT" && cargo build --quiet -p signet-testenv --bin signet-testenv)
   local exe; exe="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/debug/signet-testenv"
-  SIGNET_TESTENV_BIN="$dir/bin" setsid "$exe" serve --state "$run" >"$run/testenv.log" 2>&1 < /dev/null &
+  SIGNET_TESTENV_BIN="$dir/bin" setsid "$exe" serve --state "$run" "${node[@]}" >"$run/testenv.log" 2>&1 < /dev/null &
   echo $! >"$run/pid"
-  for _ in $(seq 1 120); do
+  local limit=120
+  [[ ${#node[@]} -gt 0 ]] && limit=300
+  for _ in $(seq 1 "$limit"); do
     [[ -f "$run/env" ]] && { cat "$run/env"; return; }
     kill -0 "$(cat "$run/pid")" 2>/dev/null || { log "control plane exited:"; tail -30 "$run/testenv.log" >&2; exit 1; }
     sleep 1
   done
-  log "control plane not ready after 120 s:"; tail -30 "$run/testenv.log" >&2; exit 1
+  log "control plane not ready after $limit s:"; tail -30 "$run/testenv.log" >&2; exit 1
 }
 
 cmd_down() {
@@ -138,8 +174,8 @@ cmd_status() {
 case "${1:-setup}" in
   setup) cmd_setup ;;
   dir) cache_dir ;;
-  up) cmd_up ;;
+  up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 {setup|dir|up|down|status}" >&2; exit 2 ;;
+  *) echo "usage: $0 {setup|dir|up [--node]|down|status}" >&2; exit 2 ;;
 esac

@@ -2,7 +2,9 @@
 //! keeps it from drifting away from what `make test` does build: the cargo
 //! command must be the Makefile's `release` recipe, the builder must use the
 //! toolchain `rust-version` pins, and the runtime must be distroless,
-//! non-root (UID 65532) and start `signet run`.
+//! non-root (UID 65532) and start `signet run`. The image the test node runs
+//! (`hack/image.sh signet`) must declare the same layout as the Dockerfile's
+//! runtime stage.
 
 use std::fs;
 use std::path::PathBuf;
@@ -222,6 +224,115 @@ fn the_build_context_leaves_out_build_output_but_keeps_the_workspace() {
             ".dockerignore must not exclude {keep}"
         );
     }
+}
+
+/// `KEY="value" KEY2=value2` (a LABEL instruction's arguments) as pairs.
+fn label_pairs(args: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut rest = args.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"').expect("a closing quote");
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            after.split_once(' ').unwrap_or((after, ""))
+        };
+        pairs.push((key.trim().to_string(), value.to_string()));
+        rest = next.trim();
+    }
+    pairs
+}
+
+/// What `hack/image.sh config` says the node's image declares.
+fn image_sh_config() -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/image.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("config")
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "hack/image.sh config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("hack/image.sh config prints JSON")
+}
+
+#[test]
+fn the_image_sh_image_has_the_dockerfile_runtime_layout() {
+    let stages = parse_dockerfile(&repo_file("Dockerfile"));
+    let runtime = stages.last().expect("a runtime stage");
+    let image = image_sh_config();
+    let config = &image["config"];
+
+    let copy = runtime
+        .all("COPY")
+        .into_iter()
+        .find(|c| c.starts_with("--from=builder"))
+        .expect("the runtime copies the binary from the builder");
+    let dest = copy.rsplit(' ').next().unwrap_or_default();
+    assert_eq!(image["binary"], dest, "binary path");
+
+    assert_eq!(
+        config["User"],
+        runtime.last("USER").unwrap_or_default(),
+        "user"
+    );
+    let entrypoint: serde_json::Value =
+        serde_json::from_str(runtime.last("ENTRYPOINT").expect("ENTRYPOINT")).unwrap();
+    assert_eq!(config["Entrypoint"], entrypoint, "entrypoint");
+    let cmd: serde_json::Value = serde_json::from_str(runtime.last("CMD").expect("CMD")).unwrap();
+    assert_eq!(config["Cmd"], cmd, "cmd");
+
+    let mut exposed: Vec<String> = runtime
+        .all("EXPOSE")
+        .iter()
+        .flat_map(|e| e.split_whitespace())
+        .map(|p| {
+            if p.contains('/') {
+                p.to_string()
+            } else {
+                format!("{p}/tcp")
+            }
+        })
+        .collect();
+    exposed.sort();
+    let mut declared: Vec<String> = config["ExposedPorts"]
+        .as_object()
+        .expect("ExposedPorts")
+        .keys()
+        .cloned()
+        .collect();
+    declared.sort();
+    assert_eq!(declared, exposed, "exposed ports");
+
+    let labels: Vec<(String, String)> = runtime
+        .all("LABEL")
+        .iter()
+        .flat_map(|l| label_pairs(l))
+        .collect();
+    assert!(!labels.is_empty(), "the Dockerfile labels the image");
+    for (k, v) in &labels {
+        assert_eq!(config["Labels"][k], v.as_str(), "label {k}");
+    }
+    assert_eq!(
+        config["Labels"].as_object().map(|m| m.len()),
+        Some(labels.len()),
+        "the same labels, no more"
+    );
+}
+
+#[test]
+fn label_pairs_split_quoted_and_bare_values() {
+    assert_eq!(
+        label_pairs(r#"a="x y" b=z c="""#),
+        vec![
+            ("a".to_string(), "x y".to_string()),
+            ("b".to_string(), "z".to_string()),
+            ("c".to_string(), String::new()),
+        ]
+    );
 }
 
 #[test]

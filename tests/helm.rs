@@ -830,6 +830,12 @@ fn bad_values_are_rejected_with_a_message_naming_the_value() {
         ),
         ("concurrency: 0\n", "/concurrency", "minimum"),
         (
+            "httpBindAddress: localhost\n",
+            "/httpBindAddress",
+            "does not match pattern",
+        ),
+        ("hostNetwork: yes please\n", "/hostNetwork", "want boolean"),
+        (
             "replicaCount: two\n",
             "/replicaCount",
             "got string, want integer",
@@ -863,6 +869,35 @@ fn bad_values_are_rejected_with_a_message_naming_the_value() {
             "{values:?}: message should say {says:?}:\n{msg}"
         );
     }
+}
+
+#[test]
+fn host_network_puts_the_pod_on_the_node_network_bound_to_the_chosen_address() {
+    let default = render("signet", "signet-system", "{}\n");
+    assert!(
+        default.pod_spec().get("hostNetwork").is_none(),
+        "pods get their own network by default"
+    );
+    assert!(
+        default
+            .args()
+            .iter()
+            .any(|a| a == "--http-addr=0.0.0.0:8080"),
+        "{:?}",
+        default.args()
+    );
+    let r = render(
+        "signet",
+        "signet-system",
+        "hostNetwork: true\nhttpBindAddress: 127.0.0.1\nhttpPort: 18080\n",
+    );
+    assert_eq!(r.pod_spec()["hostNetwork"], true);
+    assert!(
+        r.args().iter().any(|a| a == "--http-addr=127.0.0.1:18080"),
+        "{:?}",
+        r.args()
+    );
+    assert_eq!(r.container()["ports"][0]["containerPort"], 18080);
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //! * [`env()`] starts (once per test binary) etcd, kube-apiserver and
 //!   local-kms, installs the CRDs from `crds/`, and returns a [`TestEnv`].
 //! * [`kms()`] starts only local-kms, for tests that need no API server.
+//! * [`node_env()`] (or [`env()`] with `SIGNET_TESTENV_NODE=1`) adds a node:
+//!   containerd + runc, kubelet, kube-scheduler and kube-controller-manager,
+//!   so tests can run the image, the chart's Deployment and its probes
+//!   ([`node`] says how it fits this sandbox).
 //! * [`tools`] runs `openssl`, pkilint and zlint on artifacts and parses
 //!   their findings.
 //!
@@ -15,6 +19,7 @@
 //! normally, by panic, by Ctrl-C or by SIGKILL — so nothing leaks.
 #![forbid(unsafe_code)]
 
+pub mod node;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -109,20 +114,23 @@ struct Supervisor {
 fn supervisor() -> &'static Mutex<Supervisor> {
     static SUP: OnceLock<Mutex<Supervisor>> = OnceLock::new();
     SUP.get_or_init(|| {
-        let dir = state_root().join(format!("watchdog-{}", std::process::id()));
+        let dir = watchdog_dir();
         let _ = fs::create_dir_all(&dir);
         // The watchdog polls our pid; when we are gone (however we died) it
         // kills what we started.
         // The watchdog kills exactly the processes that carry this binary's
         // token in their environment (children and their descendants). PIDs
         // wrap quickly on small machines (pid_max 32768), so it never kills
-        // by a remembered pid or process group.
+        // by a remembered pid or process group. After the sweep it runs the
+        // cleanup hooks components left in its folder (`cleanup-*.sh`).
         let script = format!(
             "while kill -0 {me} 2>/dev/null; do sleep 0.3; done; \
              sweep() {{ for d in /proc/[0-9]*; do \
                if grep -qzx 'SIGNET_WATCHDOG_TOKEN={token}' \"$d/environ\" 2>/dev/null; then \
                  kill -$1 \"${{d#/proc/}}\" 2>/dev/null; fi; done; }}; \
-             sweep TERM; sleep 1; sweep KILL; rm -rf '{dir}' {cleanup}",
+             sweep TERM; sleep 1; sweep KILL; \
+             for f in '{dir}'/cleanup-*.sh; do [ -f \"$f\" ] && sh \"$f\"; done; \
+             rm -rf '{dir}' {cleanup}",
             me = std::process::id(),
             token = watchdog_token(),
             dir = dir.display(),
@@ -157,6 +165,12 @@ fn supervisor() -> &'static Mutex<Supervisor> {
             children: Vec::new(),
         })
     })
+}
+
+/// The watchdog's folder; components put cleanup hooks (`cleanup-*.sh`,
+/// run after the sweep) there.
+fn watchdog_dir() -> PathBuf {
+    state_root().join(format!("watchdog-{}", std::process::id()))
 }
 
 /// This test binary's token, set in the environment of every child.
@@ -427,15 +441,44 @@ pub struct TestEnv {
     pub apiserver_log: PathBuf,
     /// etcd process id.
     pub etcd_pid: u32,
+    /// The node, in node mode ([`node_env()`], `SIGNET_TESTENV_NODE=1`).
+    pub node: Option<node::Node>,
 }
 
-/// The shared control plane of this test binary (started on first use).
+/// The shared control plane of this test binary (started on first use),
+/// with a node when `SIGNET_TESTENV_NODE=1`.
 pub fn env() -> &'static TestEnv {
+    shared_env(false)
+}
+
+/// The shared control plane of this test binary in node mode (started on
+/// first use): as [`env()`] with `SIGNET_TESTENV_NODE=1`. When the host
+/// cannot run a node, every caller fails at once with one line naming what
+/// is missing and the command that sets it up.
+pub fn node_env() -> &'static TestEnv {
+    shared_env(true)
+}
+
+/// Whether `SIGNET_TESTENV_NODE=1` asks for node mode.
+pub fn node_mode_requested() -> bool {
+    std::env::var("SIGNET_TESTENV_NODE").as_deref() == Ok("1")
+}
+
+fn shared_env(with_node: bool) -> &'static TestEnv {
     static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
     let started = ENV.get_or_init(|| {
-        start_control_plane(&run_dir().join("cp"), kms().clone()).map_err(|e| format!("{e:#}"))
+        let with_node = with_node || node_mode_requested();
+        if with_node {
+            // Before anything starts: one line naming what is missing.
+            node::preflight().map_err(|e| format!("{e:#}"))?;
+        }
+        start_cluster(&run_dir().join("cp"), kms().clone(), with_node).map_err(|e| format!("{e:#}"))
     });
     match started {
+        Ok(e) if with_node && e.node.is_none() => panic!(
+            "this test binary's control plane was started without a node: call \
+             signet_testenv::node_env() first (or set SIGNET_TESTENV_NODE=1)"
+        ),
         Ok(e) => e,
         Err(e) => panic!("{e}"),
     }
@@ -448,6 +491,8 @@ struct Pki {
     serving_key: String,
     admin_cert: String,
     admin_key: String,
+    kubelet_client_cert: String,
+    kubelet_client_key: String,
     sa_key: String,
     sa_pub: String,
 }
@@ -484,6 +529,12 @@ fn make_pki() -> Result<Pki> {
     let serving_cert = serving.signed_by(&serving_key, &issuer)?;
 
     let (admin_cert, admin_key) = client_cert(&issuer, "signet-test-admin", &["system:masters"])?;
+    // The API server's identity towards kubelets (logs, exec) in node mode.
+    let (kubelet_client_cert, kubelet_client_key) = client_cert(
+        &issuer,
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    )?;
 
     let sa = KeyPair::generate()?;
     Ok(Pki {
@@ -493,6 +544,8 @@ fn make_pki() -> Result<Pki> {
         serving_key: serving_key.serialize_pem(),
         admin_cert,
         admin_key,
+        kubelet_client_cert,
+        kubelet_client_key,
         sa_key: sa.serialize_pem(),
         sa_pub: sa.public_key_pem(),
     })
@@ -527,11 +580,20 @@ fn write(path: &Path, contents: &str) -> Result<()> {
 }
 
 /// Starts etcd and kube-apiserver in `dir`, pairs them with `kms`, and
-/// installs the CRDs.
+/// installs the CRDs. (Only the shared [`env()`] honours
+/// `SIGNET_TESTENV_NODE`: one node per test binary.)
 pub fn start_control_plane(dir: &Path, kms: KmsEnv) -> Result<TestEnv> {
+    start_cluster(dir, kms, false)
+}
+
+/// [`start_control_plane`], with a [`node::Node`] when `with_node`.
+pub fn start_cluster(dir: &Path, kms: KmsEnv, with_node: bool) -> Result<TestEnv> {
     // Fail fast, with the setup command, before starting anything.
     for b in ["etcd", "kube-apiserver", "kubectl", "local-kms"] {
         bin(b)?;
+    }
+    if with_node {
+        node::preflight()?;
     }
     fs::create_dir_all(dir)?;
     let pki = make_pki()?;
@@ -542,12 +604,14 @@ pub fn start_control_plane(dir: &Path, kms: KmsEnv) -> Result<TestEnv> {
     write(&f("serving.key"), &pki.serving_key)?;
     write(&f("sa.key"), &pki.sa_key)?;
     write(&f("sa.pub"), &pki.sa_pub)?;
+    write(&f("kubelet-client.crt"), &pki.kubelet_client_cert)?;
+    write(&f("kubelet-client.key"), &pki.kubelet_client_key)?;
 
     let (etcd_pid, etcd_port) = start_etcd(dir)?;
-    let (apiserver_pid, port, apiserver_log) = start_apiserver(dir, etcd_port, &pki)?;
+    let (apiserver_pid, port, apiserver_log) = start_apiserver(dir, etcd_port, &pki, with_node)?;
     let server = format!("https://127.0.0.1:{port}");
     let kubeconfig = f("kubeconfig");
-    let env = TestEnv {
+    let mut env = TestEnv {
         kubeconfig,
         server,
         kms,
@@ -557,9 +621,13 @@ pub fn start_control_plane(dir: &Path, kms: KmsEnv) -> Result<TestEnv> {
         apiserver_pid,
         apiserver_log,
         etcd_pid,
+        node: None,
     };
     env.wait_apiserver_ready()?;
     env.install_crds()?;
+    if with_node {
+        env.node = Some(node::start(&env)?);
+    }
     Ok(env)
 }
 
@@ -602,7 +670,12 @@ fn start_etcd(dir: &Path) -> Result<(u32, u16)> {
     Err(last.unwrap_or_else(|| anyhow!("etcd did not start")))
 }
 
-fn start_apiserver(dir: &Path, etcd_port: u16, pki: &Pki) -> Result<(u32, u16, PathBuf)> {
+fn start_apiserver(
+    dir: &Path,
+    etcd_port: u16,
+    pki: &Pki,
+    with_node: bool,
+) -> Result<(u32, u16, PathBuf)> {
     let f = |n: &str| dir.join(n).display().to_string();
     let mut last = None;
     for attempt in 0..3 {
@@ -628,13 +701,27 @@ fn start_apiserver(dir: &Path, etcd_port: u16, pki: &Pki) -> Result<(u32, u16, P
             ))
             .arg("--service-account-issuer=https://kubernetes.default.svc")
             .arg("--api-audiences=https://kubernetes.default.svc")
-            .arg("--authorization-mode=RBAC")
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                f("kubelet-client.crt")
+            ))
+            .arg(format!("--kubelet-client-key={}", f("kubelet-client.key")))
             .arg("--service-cluster-ip-range=10.96.0.0/24")
             .arg("--allow-privileged=true")
-            .arg("--disable-admission-plugins=ServiceAccount")
             .arg("--enable-priority-and-fairness=false")
             .arg("--profiling=false")
             .arg("--v=0");
+        if with_node {
+            // Pods get their ServiceAccount token (the controller manager
+            // creates the accounts), and kubelet is a restricted node.
+            cmd.arg("--authorization-mode=Node,RBAC")
+                .arg("--enable-admission-plugins=NodeRestriction");
+        } else {
+            // No controller manager: no `default` ServiceAccounts to admit
+            // pods with.
+            cmd.arg("--authorization-mode=RBAC")
+                .arg("--disable-admission-plugins=ServiceAccount");
+        }
         let pid = spawn("kube-apiserver", cmd, &log)?;
         let kubectl = bin("kubectl")?;
         let kubeconfig = dir.join("kubeconfig");
@@ -704,6 +791,23 @@ fn run_checked(mut cmd: Command) -> Result<String> {
 }
 
 impl TestEnv {
+    /// The node (node mode only; panics otherwise, naming [`node_env()`]).
+    pub fn node(&self) -> &node::Node {
+        self.node.as_ref().unwrap_or_else(|| {
+            panic!("this control plane has no node: use signet_testenv::node_env()")
+        })
+    }
+
+    /// The API server's port (for in-cluster clients on the host network,
+    /// via KUBERNETES_SERVICE_HOST/PORT).
+    pub fn apiserver_port(&self) -> u16 {
+        self.server
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the server URL ends with a port")
+    }
+
     /// A `kubectl` command bound to this environment's kubeconfig.
     pub fn kubectl(&self) -> Command {
         let mut c = Command::new(require_bin("kubectl"));
@@ -896,11 +1000,12 @@ impl Drop for TestNamespace {
     }
 }
 
-/// Long-lived mode for humans (`hack/testenv.sh up`): starts everything in
-/// `state`, writes `state/env` with the exports, and blocks until killed.
-pub fn serve(state: &Path) -> Result<()> {
+/// Long-lived mode for humans (`hack/testenv.sh up [--node]`): starts
+/// everything in `state` (a node too when `with_node`), writes `state/env`
+/// with the exports, and blocks until killed.
+pub fn serve(state: &Path, with_node: bool) -> Result<()> {
     let kms = start_kms(&state.join("kms"))?;
-    let env = start_control_plane(&state.join("cp"), kms)?;
+    let env = start_cluster(&state.join("cp"), kms, with_node || node_mode_requested())?;
     let mut exports = String::new();
     exports.push_str(&format!("export KUBECONFIG={}\n", env.kubeconfig.display()));
     exports.push_str(&format!(
@@ -913,6 +1018,13 @@ pub fn serve(state: &Path) -> Result<()> {
         "export AWS_SECRET_ACCESS_KEY={KMS_SECRET_ACCESS_KEY}\n"
     ));
     exports.push_str(&format!("export PATH={}:$PATH\n", bin_dir()?.display()));
+    if let Some(node) = &env.node {
+        // `ctr images import` (the node's images live in namespace k8s.io).
+        exports.push_str(&format!(
+            "export CONTAINERD_ADDRESS={}\nexport CONTAINERD_NAMESPACE=k8s.io\n",
+            node.containerd_address.display()
+        ));
+    }
     let tmp = state.join("env.tmp");
     write(&tmp, &exports)?;
     fs::rename(&tmp, state.join("env"))?;

@@ -1,5 +1,5 @@
-//! `signet-testenv serve --state DIR`: a long-lived control plane for humans,
-//! driven by `hack/testenv.sh up|down`.
+//! `signet-testenv serve --state DIR [--node]`: a long-lived control plane
+//! (with a node) for humans, driven by `hack/testenv.sh up [--node]|down`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -13,17 +13,22 @@ fn main() {
         },
         _ => usage(),
     };
+    let with_node = match args.get(4).map(String::as_str) {
+        None => false,
+        Some("--node") => true,
+        Some(_) => usage(),
+    };
     if let Err(e) = std::fs::create_dir_all(&state) {
         eprintln!("signet-testenv: creating {}: {e}", state.display());
         std::process::exit(1);
     }
-    if let Err(e) = signet_testenv::serve(&state) {
+    if let Err(e) = signet_testenv::serve(&state, with_node) {
         eprintln!("signet-testenv: {e:#}");
         std::process::exit(1);
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: signet-testenv serve --state DIR");
+    eprintln!("usage: signet-testenv serve --state DIR [--node]");
     std::process::exit(2);
 }
