@@ -820,6 +820,13 @@ pub struct CrlSpec {
     /// Where to publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<CrlPublish>,
+    /// How long a revoked certificate stays listed after its own notAfter
+    /// (Go duration; default: it leaves at notAfter, as RFC 5280 allows).
+    /// The revocation register drops it then too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new(DURATION_RULE).message(DURATION_MSG))]
+    pub expired_retention: Option<String>,
 }
 
 /// Observed state of a CRL.

@@ -1,30 +1,43 @@
 //! The durable revocation register of each CA.
 //!
-//! A revocation is written here — a ConfigMap `signet-revocations-<ca>` in
-//! the operator's namespace — before anything else reports it, so it
+//! A revocation is written here before anything else reports it, so it
 //! survives operator restarts, deletion of the Certificate and loss of the
-//! SQLite volume. The CRL controller watches these ConfigMaps and re-signs
-//! the CA's CRL within seconds; it also folds the entries of the last
-//! published CRL back in, so the signed CRL is a second durable copy.
-//! Entries are never removed while the certificate is unexpired.
+//! SQLite volume. The CRL controller watches the register and re-signs the
+//! CA's CRL within seconds; it also folds the entries of the last published
+//! CRL back in, so the signed CRL is a second durable copy.
+//!
+//! The register of a CA is a set of ConfigMap *shards* in the operator's
+//! namespace, labelled with the CA: `signet-revocations-<ca>` (shard 0, the
+//! name older versions used) and `signet-revocations-<ca>-shard-<n>`, each
+//! holding at most [`SHARD_ENTRIES`] entries (a few hundred KB, well under
+//! the 1 MiB object limit), so a CA holds any number of revocations.
+//! Entries leave once their certificate has expired (plus the CRL's
+//! retention); nothing else removes them.
 //!
 //! An entry that cannot be read (hand-edited, written by something else) is
-//! reported and skipped; it never stops the other revocations from being
-//! listed.
+//! reported, skipped, and kept verbatim: it never stops the other
+//! revocations from being listed, and nobody's data is dropped.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
 use crate::api::RevocationReason;
 
-/// Label carrying the CA name on every register ConfigMap.
+/// Label carrying the CA on every register shard (the CA name, or a hash of
+/// it when the name is not a valid label value).
 pub const LABEL_CA: &str = "signet.dev/revocations-for";
+/// Label carrying the shard number.
+pub const LABEL_SHARD: &str = "signet.dev/revocations-shard";
+/// Annotation carrying the full CA name.
+pub const ANN_CA: &str = "signet.dev/certificate-authority";
 /// Data key holding the JSON list.
 pub const DATA_KEY: &str = "revocations.json";
+/// Most entries one shard holds (compact JSON, about 200 bytes an entry).
+pub const SHARD_ENTRIES: usize = 2000;
 
 /// One revoked certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,83 +49,240 @@ pub struct Revoked {
     pub revoked_at: i64,
     /// Why.
     pub reason: RevocationReason,
-    /// notAfter of the revoked certificate (unix seconds); the entry may be
-    /// dropped from CRLs after it.
+    /// notAfter of the revoked certificate (unix seconds); the entry leaves
+    /// the register and the CRL after it (plus the CRL's retention).
     pub not_after: i64,
     /// `namespace/name` of the Certificate, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
-    /// Who revoked it (`controller`, `cli:<user>`).
+    /// Who revoked it (`user:<name>`, `controller`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
 }
 
-/// A register as read: the usable entries and a description of the ones
-/// that were skipped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Register {
-    /// Usable entries.
+/// One shard as read.
+#[derive(Debug, Clone, Default)]
+pub struct Shard {
+    /// Shard number.
+    pub number: usize,
+    /// Its ConfigMap (with resourceVersion, for safe updates).
+    pub config_map: ConfigMap,
+    /// Its usable entries.
     pub entries: Vec<Revoked>,
-    /// One line per skipped entry.
-    pub skipped: Vec<String>,
-    /// The skipped entries as found; kept verbatim whenever the register
-    /// is rewritten, so nothing anyone wrote is lost.
+    /// Its unreadable entries, verbatim.
     pub unreadable: Vec<serde_json::Value>,
 }
 
-/// Name of the register ConfigMap of CA `ca`.
+/// A register as read: the usable entries of all shards and a description
+/// of the ones that were skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Register {
+    /// Usable entries, one per serial.
+    pub entries: Vec<Revoked>,
+    /// One line per skipped entry.
+    pub skipped: Vec<String>,
+    /// The skipped entries as found.
+    pub unreadable: Vec<serde_json::Value>,
+}
+
+/// The label value naming CA `ca`.
+pub fn ca_label(ca: &str) -> String {
+    let valid = !ca.is_empty()
+        && ca.len() <= 63
+        && ca
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && ca.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && ca.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        return ca.to_string();
+    }
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ca.as_bytes());
+    format!("h-{}", &hex::encode(d.as_ref())[..40])
+}
+
+/// Name of shard `n` of CA `ca`.
+pub fn shard_name(ca: &str, n: usize) -> String {
+    if n == 0 {
+        format!("signet-revocations-{ca}")
+    } else {
+        format!("signet-revocations-{ca}-shard-{n}")
+    }
+}
+
+/// Name of the first shard of CA `ca` (the register older versions wrote).
 pub fn config_map_name(ca: &str) -> String {
-    format!("signet-revocations-{ca}")
+    shard_name(ca, 0)
 }
 
-/// Reads the register of `ca` (empty when it does not exist yet).
-pub async fn list(client: &kube::Client, namespace: &str, ca: &str) -> Result<Register, Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    Ok(match api.get_opt(&config_map_name(ca)).await? {
-        Some(cm) => parse(&cm),
-        None => Register::default(),
-    })
-}
-
-/// Parses a register ConfigMap entry by entry. Serials are normalised, so
-/// two spellings of one serial are one entry.
-pub fn parse(cm: &ConfigMap) -> Register {
+/// Parses one shard ConfigMap entry by entry (serials normalised).
+pub fn parse_shard(
+    cm: &ConfigMap,
+    skipped: &mut Vec<String>,
+) -> (Vec<Revoked>, Vec<serde_json::Value>) {
     let name = cm.metadata.name.clone().unwrap_or_default();
-    let mut out = Register::default();
+    let (mut entries, mut unreadable) = (Vec::new(), Vec::new());
     let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-        return out;
+        return (entries, unreadable);
     };
     let items: Vec<serde_json::Value> = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            out.skipped
-                .push(format!("{name}: {DATA_KEY} is not a JSON list ({e})"));
-            return out;
+            skipped.push(format!("{name}: {DATA_KEY} is not a JSON list ({e})"));
+            return (entries, unreadable);
         }
     };
     for (i, item) in items.into_iter().enumerate() {
         let problem = match serde_json::from_value::<Revoked>(item.clone()) {
             Ok(mut r) => match crate::pki::normalize_serial(&r.serial) {
                 Some(s) => {
-                    if !out.entries.iter().any(|e| e.serial == s) {
-                        r.serial = s;
-                        out.entries.push(r);
-                    }
+                    r.serial = s;
+                    entries.push(r);
                     continue;
                 }
                 None => format!("serial {:?} is not a valid serial", r.serial),
             },
             Err(e) => e.to_string(),
         };
-        out.skipped.push(format!("{name}[{i}]: {problem}"));
-        out.unreadable.push(item);
+        skipped.push(format!("{name}[{i}]: {problem}"));
+        unreadable.push(item);
+    }
+    (entries, unreadable)
+}
+
+/// Parses one register ConfigMap (a shard) into a register.
+pub fn parse(cm: &ConfigMap) -> Register {
+    let mut out = Register::default();
+    let (entries, unreadable) = parse_shard(cm, &mut out.skipped);
+    out.unreadable = unreadable;
+    for e in entries {
+        if !out.entries.iter().any(|x| x.serial == e.serial) {
+            out.entries.push(e);
+        }
     }
     out
 }
 
-/// Adds entries to the register of `ca` (idempotent by serial). Uses the
-/// resourceVersion for optimistic concurrency and retries on conflicts.
-/// Returns how many entries were new.
+fn shard_number(cm: &ConfigMap) -> usize {
+    cm.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SHARD))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The shards of `ca`, by number.
+pub async fn shards(
+    client: &kube::Client,
+    namespace: &str,
+    ca: &str,
+) -> Result<(Vec<Shard>, Vec<String>), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(&format!("{LABEL_CA}={}", ca_label(ca)));
+    let mut skipped = Vec::new();
+    let mut out: Vec<Shard> = api
+        .list(&lp)
+        .await?
+        .into_iter()
+        .filter(|cm| {
+            // Another CA whose label hashes the same, or a name clash.
+            cm.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANN_CA))
+                .is_none_or(|c| c == ca)
+        })
+        .map(|cm| {
+            let (entries, unreadable) = parse_shard(&cm, &mut skipped);
+            Shard {
+                number: shard_number(&cm),
+                config_map: cm,
+                entries,
+                unreadable,
+            }
+        })
+        .collect();
+    out.sort_by_key(|s| s.number);
+    Ok((out, skipped))
+}
+
+/// Reads the register of `ca` (empty when it has no shard yet).
+pub async fn list(client: &kube::Client, namespace: &str, ca: &str) -> Result<Register, Error> {
+    let (shards, skipped) = shards(client, namespace, ca).await?;
+    let mut out = Register {
+        skipped,
+        ..Default::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for s in shards {
+        out.unreadable.extend(s.unreadable);
+        for e in s.entries {
+            if seen.insert(e.serial.clone()) {
+                out.entries.push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn shard_config_map(ca: &str, namespace: &str, n: usize) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(shard_name(ca, n)),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (LABEL_CA.to_string(), ca_label(ca)),
+                (LABEL_SHARD.to_string(), n.to_string()),
+                ("app.kubernetes.io/managed-by".into(), "signet".into()),
+            ])),
+            annotations: Some(BTreeMap::from([(ANN_CA.to_string(), ca.to_string())])),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Writes `entries` (and the unreadable ones, verbatim) into `cm`: replace
+/// with its resourceVersion, or create it. `Ok(false)` on a conflict.
+async fn write_shard(
+    api: &Api<ConfigMap>,
+    mut cm: ConfigMap,
+    entries: &[Revoked],
+    unreadable: &[serde_json::Value],
+) -> Result<bool, Error> {
+    let mut items: Vec<serde_json::Value> = entries
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Other(format!("encoding revocations: {e}")))?;
+    items.extend(unreadable.iter().cloned());
+    let data = serde_json::to_string(&items)
+        .map_err(|e| Error::Other(format!("encoding revocations: {e}")))?;
+    cm.data
+        .get_or_insert_with(BTreeMap::new)
+        .insert(DATA_KEY.into(), data);
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let res = if cm.metadata.resource_version.is_some() {
+        api.replace(&name, &PostParams::default(), &cm).await
+    } else {
+        api.create(&PostParams::default(), &cm).await
+    };
+    match res {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(ae)) if ae.code == 409 => Ok(false),
+        Err(e) => Err(Error::from_write(
+            &format!("ConfigMap {name}"),
+            "check the operator's RBAC in its namespace",
+            e,
+        )),
+    }
+}
+
+/// Adds entries to the register of `ca` (idempotent by serial): into the
+/// last shard while it has room, then into new shards. resourceVersion
+/// makes concurrent writers safe; conflicts are retried. Returns how many
+/// entries were new.
 pub async fn add(
     client: &kube::Client,
     namespace: &str,
@@ -120,67 +290,77 @@ pub async fn add(
     entries: &[Revoked],
 ) -> Result<usize, Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let name = config_map_name(ca);
-    for _attempt in 0..8 {
-        let existing = api.get_opt(&name).await?;
-        let current = existing.as_ref().map(parse).unwrap_or_default();
-        let mut list = current.entries;
-        let before = list.len();
+    let mut added = 0;
+    for _attempt in 0..16 {
+        let (shards, _) = shards(client, namespace, ca).await?;
+        let known: std::collections::HashSet<&str> = shards
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|e| e.serial.as_str()))
+            .collect();
+        let mut fresh: Vec<Revoked> = Vec::new();
         for e in entries {
-            if !list.iter().any(|x| x.serial == e.serial) {
-                list.push(e.clone());
+            if !known.contains(e.serial.as_str()) && !fresh.iter().any(|f| f.serial == e.serial) {
+                fresh.push(e.clone());
             }
         }
-        let added = list.len() - before;
-        if added == 0 {
-            return Ok(0);
+        if fresh.is_empty() {
+            return Ok(added);
         }
+        let (cm, mut list, unreadable) = match shards.last() {
+            Some(s) if s.entries.len() < SHARD_ENTRIES => (
+                s.config_map.clone(),
+                s.entries.clone(),
+                s.unreadable.clone(),
+            ),
+            last => {
+                let n = last.map_or(0, |s| s.number + 1);
+                (shard_config_map(ca, namespace, n), Vec::new(), Vec::new())
+            }
+        };
+        let room = SHARD_ENTRIES.saturating_sub(list.len()).max(1);
+        let take = fresh.len().min(room);
+        list.extend(fresh.drain(..take));
         list.sort_by(|a, b| {
             a.revoked_at
                 .cmp(&b.revoked_at)
                 .then(a.serial.cmp(&b.serial))
         });
-        let mut items: Vec<serde_json::Value> = list
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Other(format!("encoding revocations: {e}")))?;
-        items.extend(current.unreadable);
-        let data = serde_json::to_string_pretty(&items)
-            .map_err(|e| Error::Other(format!("encoding revocations: {e}")))?;
-        let res = match existing {
-            Some(mut cm) => {
-                cm.data
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(DATA_KEY.into(), data);
-                api.replace(&name, &PostParams::default(), &cm).await
+        if write_shard(&api, cm, &list, &unreadable).await? {
+            added += take;
+            if fresh.is_empty() {
+                return Ok(added);
             }
-            None => {
-                let cm = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(namespace.to_string()),
-                        labels: Some(BTreeMap::from([
-                            (LABEL_CA.to_string(), ca.to_string()),
-                            ("app.kubernetes.io/managed-by".into(), "signet".into()),
-                        ])),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([(DATA_KEY.to_string(), data)])),
-                    ..Default::default()
-                };
-                api.create(&PostParams::default(), &cm).await
-            }
-        };
-        match res {
-            Ok(_) => return Ok(added),
-            Err(kube::Error::Api(ae)) if ae.code == 409 => continue,
-            Err(e) => return Err(e.into()),
         }
     }
     Err(Error::Other(format!(
-        "revocation register {name}: too many concurrent updates; will retry"
+        "revocation register of {ca}: too many concurrent updates; will retry"
     )))
+}
+
+/// Removes the entries whose certificate expired before `before` (unix
+/// seconds) from every shard of `ca`. Returns how many left.
+pub async fn prune(
+    client: &kube::Client,
+    namespace: &str,
+    ca: &str,
+    before: i64,
+) -> Result<usize, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let (shards, _) = shards(client, namespace, ca).await?;
+    let mut removed = 0;
+    for s in shards {
+        let keep: Vec<Revoked> = s
+            .entries
+            .iter()
+            .filter(|e| e.not_after >= before)
+            .cloned()
+            .collect();
+        let gone = s.entries.len() - keep.len();
+        if gone > 0 && write_shard(&api, s.config_map, &keep, &s.unreadable).await? {
+            removed += gone;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

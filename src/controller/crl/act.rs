@@ -2,13 +2,9 @@
 //! KMS `Sign`), publish the ConfigMap, status, then mirror, audit, metric
 //! and the published state the HTTP side serves.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::{Api, ObjectMeta};
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -19,7 +15,7 @@ use super::super::revocations;
 use super::super::{Context, Error};
 use super::decide::Decision;
 use super::observe::World;
-use super::{ANN_CA, ANN_NEXT_UPDATE, ANN_NUMBER, DER_KEY, LABEL_CRL, target};
+use super::target;
 use crate::api::{CONDITION_READY, CRL, CrlStatus};
 use crate::clock::{rfc3339, unix_ms};
 use crate::pki::{self, CrlRequest, SignedCrl};
@@ -78,17 +74,10 @@ pub async fn carry_out(
             issuer,
             number,
             entries,
-            restore,
             lifetime,
             why,
+            ..
         } => {
-            if !restore.is_empty() {
-                warn!(
-                    count = restore.len(),
-                    "restoring revocations from the last signed CRL into the register"
-                );
-                revocations::add(&ctx.client, &ctx.namespace, &issuer.name, &restore).await?;
-            }
             let validity = time::Duration::try_from(lifetime.total).unwrap_or(time::Duration::DAY);
             let req = CrlRequest {
                 number,
@@ -100,16 +89,23 @@ pub async fn carry_out(
             ctx.audit_ready()?;
             let signer = ctx.signer(&issuer.key_arn).await?;
             let signed = pki::sign_crl(&issuer.info, signer.as_ref(), &req, now).await?;
-            publish_config_map(
-                ctx,
+            let objects = super::publish::config_maps(
                 crl,
                 &issuer.name,
                 &issuer.info.cert_pem(),
                 &signed,
                 &ns,
                 &name,
-            )
-            .await?;
+            );
+            super::publish::publish(ctx, objects, &ns).await?;
+            // The new CRL no longer lists certificates expired past the
+            // retention: they leave the register too.
+            let cutoff = (now - super::decide::retention(crl)?).unix_timestamp();
+            if world.register.entries.iter().any(|e| e.not_after <= cutoff) {
+                let gone =
+                    revocations::prune(&ctx.client, &ctx.namespace, &issuer.name, cutoff).await?;
+                info!(gone, "expired certificates left the revocation register");
+            }
             record(ctx, crl, &issuer.name, &signed, why, &ns, &name, now);
             publish_state(
                 ctx,
@@ -194,55 +190,6 @@ fn publish_state(
             next_update,
         },
     );
-}
-
-/// Server-side applies the ConfigMap with the CRL (DER and PEM) and the CA
-/// certificate.
-async fn publish_config_map(
-    ctx: &Context,
-    crl: &CRL,
-    ca: &str,
-    ca_pem: &str,
-    signed: &SignedCrl,
-    ns: &str,
-    name: &str,
-) -> Result<(), Error> {
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(ns.to_string()),
-            labels: Some(BTreeMap::from([
-                (LABEL_CRL.to_string(), crl.name_any()),
-                (
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "signet".to_string(),
-                ),
-            ])),
-            annotations: Some(BTreeMap::from([
-                (ANN_NUMBER.to_string(), signed.number.to_string()),
-                (ANN_NEXT_UPDATE.to_string(), rfc3339(signed.next_update)),
-                (ANN_CA.to_string(), ca.to_string()),
-            ])),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([
-            ("ca.crl.pem".to_string(), signed.pem.clone()),
-            ("ca.crt".to_string(), ca_pem.to_string()),
-        ])),
-        binary_data: Some(BTreeMap::from([(
-            DER_KEY.to_string(),
-            ByteString(signed.der.clone()),
-        )])),
-        ..Default::default()
-    };
-    driver::apply_object(
-        &Api::<ConfigMap>::namespaced(ctx.client.clone(), ns),
-        name,
-        &cm,
-        &format!("ConfigMap {ns}/{name}"),
-        "fix spec.publish or the namespace",
-    )
-    .await
 }
 
 /// Mirror row, audit row and metric of a published CRL.

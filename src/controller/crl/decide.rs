@@ -55,32 +55,47 @@ pub fn lifetime(crl: &CRL) -> Result<Lifetime, Error> {
     .map_err(Error::InvalidSpec)
 }
 
+/// What the CRL keeps listing, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// Entries stay this long after their certificate's notAfter.
+    pub retention: time::Duration,
+    /// notAfter assumed for entries only the signed CRL knows (the CA's own
+    /// notAfter: nothing it signed outlives it).
+    pub unknown_not_after: i64,
+}
+
 /// The revocations the CRL must list at `now`: the register plus what only
-/// the trusted published CRL still lists, minus expired certificates;
-/// ordered by time then serial. Returns (entries, to restore).
+/// the trusted published CRL still lists, minus certificates expired longer
+/// than the retention; ordered by time then serial. Returns (entries, to
+/// restore).
 pub fn wanted(
     register: &[Revoked],
     published: Option<&CrlFacts>,
+    keep: Keep,
     now: OffsetDateTime,
 ) -> (Vec<Revoked>, Vec<Revoked>) {
+    let known: std::collections::HashSet<&str> =
+        register.iter().map(|r| r.serial.as_str()).collect();
     let restore: Vec<Revoked> = published
         .map(|f| f.entries.as_slice())
         .unwrap_or_default()
         .iter()
-        .filter(|e| !register.iter().any(|r| r.serial == e.serial_hex))
+        .filter(|e| !known.contains(e.serial_hex.as_str()))
         .map(|e| Revoked {
             serial: e.serial_hex.clone(),
             revoked_at: e.revoked_at.unix_timestamp(),
             reason: e.reason.unwrap_or_default(),
-            not_after: i64::MAX,
+            not_after: keep.unknown_not_after,
             certificate: None,
             actor: Some("crl-recovery".into()),
         })
         .collect();
+    let cutoff = (now - keep.retention).unix_timestamp();
     let mut all: Vec<Revoked> = register
         .iter()
         .chain(restore.iter())
-        .filter(|e| e.not_after > now.unix_timestamp())
+        .filter(|e| e.not_after > cutoff)
         .cloned()
         .collect();
     all.sort_by(|a, b| {
@@ -89,6 +104,18 @@ pub fn wanted(
             .then(a.serial.cmp(&b.serial))
     });
     (all, restore)
+}
+
+/// How long entries stay after their certificate expired (`spec.expiredRetention`).
+pub fn retention(crl: &CRL) -> Result<time::Duration, Error> {
+    let d = duration::optional(
+        "spec.expiredRetention",
+        crl.spec.expired_retention.as_deref(),
+    )
+    .map_err(Error::InvalidSpec)?
+    .unwrap_or_default();
+    time::Duration::try_from(d)
+        .map_err(|_| Error::InvalidSpec("spec.expiredRetention is too large".into()))
 }
 
 fn to_entry(r: &Revoked, now: OffsetDateTime) -> RevokedEntry {
@@ -139,7 +166,16 @@ pub fn decide(crl: &CRL, world: &World, now: OffsetDateTime) -> Result<Decision,
         .published_der
         .as_ref()
         .and_then(|der| pki::verify_crl(der, &issuer.info).ok().map(|f| (f, der)));
-    let (want, restore) = wanted(&world.register.entries, trusted.as_ref().map(|t| &t.0), now);
+    let keep = Keep {
+        retention: retention(crl)?,
+        unknown_not_after: issuer.info.not_after().unix_timestamp(),
+    };
+    let (want, restore) = wanted(
+        &world.register.entries,
+        trusted.as_ref().map(|t| &t.0),
+        keep,
+        now,
+    );
     let refresh = time::Duration::try_from(lifetime.before_end).unwrap_or_default();
     let spec_changed =
         crl.status.as_ref().and_then(|s| s.observed_generation) != crl.metadata.generation;
@@ -262,7 +298,11 @@ mod tests {
             ),
         ];
         for (name, reg, published, want, restore) in cases {
-            let (got, got_restore) = wanted(&reg, published.as_ref(), t(100));
+            let keep = Keep {
+                retention: time::Duration::ZERO,
+                unknown_not_after: 10_000,
+            };
+            let (got, got_restore) = wanted(&reg, published.as_ref(), keep, t(100));
             let got: Vec<&str> = got.iter().map(|r| r.serial.as_str()).collect();
             let got_restore: Vec<&str> = got_restore.iter().map(|r| r.serial.as_str()).collect();
             assert_eq!((got, got_restore), (want, restore), "{name}");

@@ -4,6 +4,7 @@
 mod act;
 pub mod decide;
 pub mod observe;
+pub mod publish;
 
 use std::sync::Arc;
 use std::time::Duration;

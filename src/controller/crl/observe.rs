@@ -1,13 +1,12 @@
 //! What a CRL's decision depends on: its CA, the CA's register, the CRL
 //! published last time, and the highest number the mirror saw.
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::super::revocations::{self, Register};
 use super::super::{Context, Error};
-use super::{DER_KEY, target};
+use super::target;
 use crate::api::{CRL, CertificateAuthority};
 
 /// Observations for one CRL.
@@ -34,11 +33,7 @@ pub async fn world(ctx: &Context, crl: &CRL) -> Result<World, Error> {
         .await?;
     let register = revocations::list(&ctx.client, &ctx.namespace, ca_name).await?;
     let (ns, name) = target(crl, &ctx.namespace);
-    let published_der = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&name)
-        .await?
-        .and_then(|cm| cm.binary_data?.remove(DER_KEY))
-        .map(|b| b.0);
+    let published_der = super::publish::read(ctx, &ns, &name).await?;
     let publisher = Api::<CRL>::all(ctx.client.clone())
         .list(&kube::api::ListParams::default())
         .await?
