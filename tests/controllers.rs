@@ -177,7 +177,7 @@ async fn client_certificate_with_rsa_pkcs1_key() {
             ns.name(),
             "client",
             &root,
-            "  commonName: service-a\n  uris: [spiffe://cluster.local/ns/a/sa/b]\n  usages: [client auth]\n  privateKey: {algorithm: RSA, size: 2048, encoding: PKCS1}\n",
+            &format!("  commonName: service-a\n  uris: [spiffe://cluster.local/ns/{}/sa/b]\n  usages: [client auth]\n  privateKey: {{algorithm: RSA, size: 2048, encoding: PKCS1}}\n", ns.name()),
         ),
     )
     .unwrap();

@@ -1059,7 +1059,8 @@ async fn helm_install_creates_every_object_with_least_privilege() {
          serviceAccount:\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/signet\n\
          kms: {region: us-east-1}\n\
          networkPolicy: {enabled: true}\n\
-         podDisruptionBudget: {enabled: true}\n",
+         podDisruptionBudget: {enabled: true}\n\
+         admissionPolicy: {enabled: false}\n",
     );
     let values = values.display().to_string();
     let chart = chart_dir().display().to_string();
@@ -1195,8 +1196,21 @@ async fn helm_install_with_default_values_succeeds() {
     let ns = ns.name();
     let release = format!("pki-{}", ns.rsplit('-').next().unwrap_or("0"));
     let chart = chart_dir().display().to_string();
+    // Defaults install the revoked-by admission policy: take the one the
+    // harness applied from crds/ out of the way so this release owns it.
+    for kind in [
+        "validatingadmissionpolicybinding",
+        "validatingadmissionpolicy",
+    ] {
+        env.kubectl_ok(&["delete", kind, "signet-revoked-by", "--ignore-not-found"])
+            .unwrap();
+    }
     helm_ok(env, &["install", &release, &chart, "-n", ns]);
     let manifest = helm_ok(env, &["get", "manifest", &release, "-n", ns]);
+    assert!(
+        manifest.contains("kind: ValidatingAdmissionPolicy"),
+        "{manifest}"
+    );
     assert_all_exist(env, &manifest, ns);
     let sa = format!("system:serviceaccount:{ns}:{release}-signet");
     assert!(can_i(env, &sa, "create", "configmaps", Some(ns)));
@@ -1358,6 +1372,8 @@ async fn the_chart_rbac_is_enough_to_run_the_examples() {
             ns,
             "--set",
             "leaderElection.enabled=true",
+            "--set",
+            "admissionPolicy.enabled=false",
         ],
     );
     let kubeconfig = service_account_kubeconfig(env, ns, release);

@@ -456,7 +456,7 @@ async fn a_rebuilt_mirror_equals_the_one_live_reconciles_wrote() {
             ns.name(),
             "web",
             &root,
-            "  commonName: web\n  dnsNames: [web.example.com]\n  ipAddresses: [10.0.0.1]\n  uris: ['spiffe://example.org/web']\n  usages: [server auth]\n",
+            &format!("  commonName: web\n  dnsNames: [web.example.com]\n  ipAddresses: [10.0.0.1]\n  uris: ['spiffe://example.org/ns/{}/web']\n  usages: [server auth]\n", ns.name()),
         ),
     )
     .unwrap();

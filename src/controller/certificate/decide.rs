@@ -485,11 +485,13 @@ mod tests {
             e.to_string().contains("y/s") && e.to_string().contains("spec.secretName"),
             "{e}"
         );
-        let tls = SecretSeen {
+        let ours = SecretSeen {
             type_: Some(SECRET_TYPE.into()),
+            labels: [(LABEL_CERTIFICATE.to_string(), "x".to_string())].into(),
+            annotations: [(ANN_ISSUER.to_string(), "ca".to_string())].into(),
             ..SecretSeen::default()
         };
-        assert!(check_secret(&c, Some(&tls)).is_ok());
+        assert!(check_secret(&c, Some(&ours)).is_ok());
         assert!(check_secret(&c, None).is_ok());
     }
 }
