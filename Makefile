@@ -61,24 +61,13 @@ lint: fmt clippy
 # Dockerfile ships, so the tests run against exactly that binary. Then the
 # tests against the real control plane and local-kms, a check that no test
 # process leaked, and `signet --version` of the release binary.
-# Where a nightly cargo is installed it decides freshness by content
-# (-Zchecksum-freshness) with the stable rustc, so a fresh clone reuses a
-# cached build instead of recompiling every workspace crate.
-NIGHTLY_CARGO := $(shell rustup which cargo --toolchain nightly 2>/dev/null)
-STABLE_RUSTC := $(shell rustup which rustc 2>/dev/null || command -v rustc)
-ifneq ($(NIGHTLY_CARGO),)
-TEST_CARGO := RUSTC="$(STABLE_RUSTC)" "$(NIGHTLY_CARGO)" -Zchecksum-freshness
-else
-TEST_CARGO := cargo
-endif
-
 test: testenv fmt seed-target
 	cargo clippy --locked --release --workspace --all-targets -- -D warnings
 	@state="$$(mktemp -d -t signet-test.XXXXXX)"; \
 	export SIGNET_TEST_STATE="$$state"; \
 	export SIGNET_TESTENV_BIN="$$(hack/testenv.sh dir)/bin"; \
-	$(TEST_CARGO) test --locked --release --workspace --no-run; \
-	rc=0; $(TEST_CARGO) test --locked --release --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || rc=$$?; \
+	cargo test --locked --release --workspace --no-run; \
+	rc=0; cargo test --locked --release --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || rc=$$?; \
 	hack/leak-check.sh || rc=1; \
 	rm -rf "$$state"; exit $$rc
 	@v="$$("$(CARGO_TARGET_DIR)/release/signet" --version)"; echo "release binary: $$v"; \
