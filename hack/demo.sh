@@ -2,8 +2,13 @@
 # make demo: Signet's main job end to end on this machine.
 #
 #   hack/demo.sh        build, start a local control plane + local-kms, run the
-#                       operator, apply examples/, verify, revoke, show the CRL
-#                       and the audit trail
+#                       operator as a local process, apply examples/, verify,
+#                       revoke, show the CRL and the audit trail
+#   IN_CLUSTER=1 hack/demo.sh
+#                       the same, with the operator installed by the Helm chart
+#                       from the image built here (hack/image.sh), running as a
+#                       pod on the test environment's node (kubelet + containerd;
+#                       needs root)
 #   hack/demo.sh down   stop the operator and the control plane
 set -euo pipefail
 
@@ -12,7 +17,7 @@ cd "$ROOT"
 STATE="${SIGNET_DEMO_DIR:-$HOME/.cache/signet/demo}"
 export SIGNET_TESTENV_RUN="$STATE/testenv"
 NS=signet-system
-PORT="${SIGNET_DEMO_PORT:-18080}"
+IN_CLUSTER="${IN_CLUSTER:-0}"
 step=0
 
 say() { step=$((step + 1)); printf '\n\033[1m[%d] %s\033[0m\n' "$step" "$*"; }
@@ -40,36 +45,147 @@ down() {
 
 if [[ "${1:-}" == "down" ]]; then down; exit 0; fi
 
+# A port nobody listens on, so what answers there is the operator started here.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PORT="${SIGNET_DEMO_PORT:-$(free_port)}"
+if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
+  die "port $PORT already answers HTTP; unset SIGNET_DEMO_PORT or set it to a free port"
+fi
+
+# Waits until the operator answers /readyz on $PORT; $1 is a command that
+# fails once the operator has exited.
+wait_ready() {
+  for _ in $(seq 1 60); do
+    curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0
+    "$1" || die "the operator exited"
+    sleep 1
+  done
+  die "the operator is not ready on port $PORT after 60 s"
+}
+
+start_control_plane() {
+  say "Starting kube-apiserver + etcd + local-kms on loopback${1:+, with a node (kubelet, containerd)}"
+  stop_operator
+  hack/testenv.sh down >/dev/null 2>&1 || true
+  # shellcheck disable=SC1090
+  source <(hack/testenv.sh up "$@")
+  kubectl get --raw=/readyz >/dev/null || die "API server not ready"
+  echo "KUBECONFIG=$KUBECONFIG  KMS=$SIGNET_KMS_ENDPOINT"
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+
+local_alive() { kill -0 "$(cat "$STATE/operator.pid")" 2>/dev/null; }
+
+# The operator as a local process with this user's kubeconfig.
+run_local() {
+  say "Building signet"
+  cargo build --quiet --locked --bin signet --bin signet-testenv -p signet -p signet-testenv
+  SIGNET="$TARGET/debug/signet"
+  start_control_plane
+  say "Running the operator (namespace $NS, database $STATE/signet.db, http 127.0.0.1:$PORT)"
+  DB="$STATE/signet.db"
+  rm -f "$DB" "$DB-wal" "$DB-shm"
+  SIGNET_NAMESPACE="$NS" SIGNET_DB="$DB" SIGNET_HTTP_ADDR="127.0.0.1:$PORT" \
+    SIGNET_LOG_FORMAT=text "$SIGNET" run >"$STATE/operator.log" 2>&1 &
+  echo $! >"$STATE/operator.pid"
+  wait_ready local_alive
+  local_alive || die "the operator exited after port $PORT answered (another process there?)"
+}
+
+pod_alive() {
+  ! kubectl -n "$NS" get pods -l app.kubernetes.io/instance=signet \
+      -o jsonpath='{.items[*].status.containerStatuses[*].state.waiting.reason}' 2>/dev/null |
+    grep -q CrashLoopBackOff
+}
+
+# A local PersistentVolume for the chart's claim, in $STATE/volume.
+demo_volume() {
+  local vol="$STATE/volume"
+  kubectl delete pv signet-demo-data --ignore-not-found >/dev/null
+  rm -rf "$vol"; mkdir -p "$vol"
+  python3 - "$NS" "$vol" >"$STATE/pv.json" <<'PY'
+import json, sys
+ns, path = sys.argv[1:]
+print(json.dumps({
+    "apiVersion": "v1", "kind": "PersistentVolume",
+    "metadata": {"name": "signet-demo-data"},
+    "spec": {
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+        "claimRef": {"namespace": ns, "name": "signet-data"},
+        "local": {"path": path},
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "Exists"}]}]}},
+    },
+}))
+PY
+  kubectl apply -f "$STATE/pv.json" >/dev/null
+  echo "$vol"
+}
+
+# Helm values for the test node: the image built here, host networking on
+# loopback (the node has no pod network), local-kms, the API server's
+# loopback address (the `kubernetes` Service has no proxy behind it here).
+demo_values() {
+  local api
+  api="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  python3 - "$1" "$PORT" "${api##*:}" >"$STATE/values.json" <<'PY'
+import json, os, sys
+ref, port, api_port = sys.argv[1:]
+repo, tag = ref.rsplit(":", 1)
+env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": api_port,
+       "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+       "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"]}
+print(json.dumps({
+    "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+    "hostNetwork": True, "httpBindAddress": "127.0.0.1", "httpPort": int(port),
+    "kms": {"region": os.environ["AWS_REGION"], "endpoint": os.environ["SIGNET_KMS_ENDPOINT"]},
+    "persistence": {"storageClass": "-"},
+    "admissionPolicy": {"enabled": False},
+    "logFormat": "text",
+    "extraEnv": [{"name": k, "value": v} for k, v in env.items()],
+}))
+PY
+}
+
+# The operator as users run it: the chart, the image built here, a pod on the
+# test environment's node.
+run_in_cluster() {
+  [[ "$(id -u)" == 0 ]] || die "IN_CLUSTER=1 needs root (kubelet and containerd run here as root)"
+  say "Building the release binary and the operator image (hack/image.sh)"
+  cargo build --quiet --locked --release --bin signet
+  cargo build --quiet --locked --bin signet-testenv -p signet-testenv
+  SIGNET="$TARGET/release/signet"
+  local out archive ref vol
+  out="$(hack/image.sh signet --binary "$SIGNET" --out "$STATE/signet-image.tar")"
+  archive="$(sed -n 1p <<<"$out")"; ref="$(sed -n 2p <<<"$out")"
+  echo "image $ref"
+  start_control_plane --node
+  hack/image.sh import "$archive" --address "$CONTAINERD_ADDRESS"
+
+  say "helm install signet charts/signet (namespace $NS; the pod serves http on 127.0.0.1:$PORT)"
+  vol="$(demo_volume)"
+  demo_values "$ref"
+  helm upgrade --install signet charts/signet -n "$NS" -f "$STATE/values.json"
+  if ! kubectl -n "$NS" rollout status deployment/signet --timeout=180s; then
+    kubectl -n "$NS" get pods -o wide >&2 || true
+    kubectl -n "$NS" logs deployment/signet --tail=20 >&2 || true
+    kubectl -n "$NS" get events --sort-by=.lastTimestamp >&2 || true
+    die "the Deployment did not become Available"
+  fi
+  wait_ready pod_alive
+  kubectl -n "$NS" get deployment,pods,pvc
+  DB="$vol/signet.db"
+}
+
 mkdir -p "$STATE"
 say "Building the test environment binaries (first run: several minutes)"
 BIN="$(hack/testenv.sh setup)/bin"
 export PATH="$BIN:$PATH"
-
-say "Building signet"
-cargo build --quiet --locked --bin signet --bin signet-testenv -p signet -p signet-testenv
 TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')"
-SIGNET="$TARGET/debug/signet"
-
-say "Starting kube-apiserver + etcd + local-kms on loopback"
-stop_operator
-hack/testenv.sh down >/dev/null 2>&1 || true
-# shellcheck disable=SC1090
-source <(hack/testenv.sh up)
-kubectl get --raw=/readyz >/dev/null || die "API server not ready"
-echo "KUBECONFIG=$KUBECONFIG  KMS=$SIGNET_KMS_ENDPOINT"
-
-say "Running the operator (namespace $NS, database $STATE/signet.db, http 127.0.0.1:$PORT)"
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-rm -f "$STATE/signet.db" "$STATE/signet.db-wal" "$STATE/signet.db-shm"
-SIGNET_NAMESPACE="$NS" SIGNET_DB="$STATE/signet.db" SIGNET_HTTP_ADDR="127.0.0.1:$PORT" \
-  SIGNET_LOG_FORMAT=text "$SIGNET" run >"$STATE/operator.log" 2>&1 &
-echo $! >"$STATE/operator.pid"
-for _ in $(seq 1 60); do
-  curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
-  kill -0 "$(cat "$STATE/operator.pid")" 2>/dev/null || die "the operator exited"
-  sleep 0.5
-done
-curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || die "the operator is not ready"
+if [[ "$IN_CLUSTER" == 1 ]]; then run_in_cluster; else run_local; fi
 
 say "kubectl apply -f examples/"
 kubectl apply -f examples/
@@ -107,9 +223,11 @@ openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | sed '/^    Signa
 openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | grep -qi "$SERIAL" || die "serial $SERIAL is not in the CRL"
 kubectl get crls.signet.dev
 
-say "The last audit rows (signet audit --db $STATE/signet.db)"
-"$SIGNET" audit --db "$STATE/signet.db" | tail -n 12
-"$SIGNET" audit verify --db "$STATE/signet.db"
+say "The last audit rows (signet audit, on a consistent copy of $DB)"
+rm -f "$STATE/audit-copy.db"
+sqlite3 "$DB" ".backup '$STATE/audit-copy.db'"
+"$SIGNET" audit --db "$STATE/audit-copy.db" | tail -n 12
+"$SIGNET" audit verify --db "$STATE/audit-copy.db"
 
 trap - ERR
 printf '\n\033[32mDemo complete.\033[0m Everything is still running:\n'

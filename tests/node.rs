@@ -247,6 +247,145 @@ fn archive_facts(archive: &Path) -> (Value, String) {
     )
 }
 
+/// A consistent copy (`sqlite3 .backup`) of the database on the release's
+/// volume, taken while the pod writes it.
+fn audit_copy(db: &Path, ns: &str) -> PathBuf {
+    let copy = run_dir().join(format!("{ns}-audit-copy.db"));
+    let _ = std::fs::remove_file(&copy);
+    let backup = Command::new("sqlite3")
+        .arg(db)
+        .arg(format!(".backup '{}'", copy.display()))
+        .output()
+        .expect("running sqlite3 (apt-get install sqlite3)");
+    assert!(
+        backup.status.success(),
+        "sqlite3 .backup of {}: {}",
+        db.display(),
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    copy
+}
+
+/// The audit rows about `ns` in a copy of the database.
+fn audit_rows(copy: &Path, ns: &str) -> Vec<Value> {
+    let list = Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(["audit", "--json", "--namespace", ns, "--db"])
+        .arg(copy)
+        .output()
+        .expect("running signet audit");
+    assert!(list.status.success(), "signet audit --json failed");
+    String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("signet audit --json prints JSON lines"))
+        .collect()
+}
+
+/// `signet audit verify --anchor` on a fresh copy of the volume's database.
+/// The pod may write a row (and move the anchor) between the copy and the
+/// check, so a failure is retried on a newer copy a few times; a broken chain
+/// fails every time.
+fn audit_chain_verifies(env: &TestEnv, db: &Path, ns: &str) {
+    let anchor = format!("{ns}/signet-audit-anchor");
+    let mut last = String::new();
+    for _ in 0..5 {
+        let copy = audit_copy(db, ns);
+        let verify = Command::new(env!("CARGO_BIN_EXE_signet"))
+            .envs(env.child_env())
+            .args(["audit", "verify", "--anchor", &anchor, "--db"])
+            .arg(&copy)
+            .output()
+            .expect("running signet audit verify");
+        if verify.status.success() {
+            return;
+        }
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    panic!("signet audit verify on the volume's database failed:\n{last}");
+}
+
+/// `kubectl apply -f examples/` as a user does it, served by the pod: every
+/// object becomes Ready and the issuing CA's CRL fetched from the pod's HTTP
+/// server verifies against that CA.
+fn examples_are_issued_and_their_crl_is_served_by_the_pod(
+    env: &TestEnv,
+    ns: &str,
+    selector: &str,
+    port: u16,
+) {
+    let examples = repo_root().join("examples").display().to_string();
+    env.kubectl_ok(&["apply", "-f", &examples])
+        .expect("applying examples/");
+    for args in [
+        &["certificateauthorities.signet.dev", "--all"][..],
+        &["crls.signet.dev", "--all"][..],
+        &["-n", "demo", "certificates.signet.dev", "--all"][..],
+    ] {
+        let mut all = vec!["wait", "--for=condition=Ready", "--timeout=120s"];
+        all.extend_from_slice(args);
+        if let Err(e) = env.kubectl_ok(&all) {
+            panic!(
+                "examples/ not Ready: {e:#}\n{}",
+                pods_report(env, ns, selector)
+            );
+        }
+    }
+    let ca = kubectl_json(env, &["get", "certificateauthority", "example-issuing"]);
+    let chain = ca["status"]["chain"]
+        .as_str()
+        .expect("the issuing CA's chain");
+    let chain = tools::artifact("node-example-chain.pem", chain.as_bytes());
+    let crl = wait(
+        env,
+        ns,
+        selector,
+        "the CRL over HTTP",
+        Duration::from_secs(60),
+        || http_get(port, "/crl/example-issuing.crl"),
+    );
+    let crl = tools::artifact("node-example-issuing.crl", &crl);
+    let out = tools::openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &crl.display().to_string(),
+        "-CAfile",
+        &chain.display().to_string(),
+        "-noout",
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("verify OK"),
+        "the CRL the pod serves does not verify against example-issuing: {text}"
+    );
+}
+
+/// The body of a 200 answer to `GET path` on the pod's loopback port.
+fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: signet\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]);
+    (head.split_whitespace().nth(1)? == "200").then(|| buf[split + 4..].to_vec())
+}
+
 #[test]
 fn the_built_image_declares_the_dockerfile_layout_and_holds_the_binary() {
     let env = node_env();
@@ -293,7 +432,8 @@ fn the_chart_runs_the_image_on_a_node_through_upgrade_pod_loss_and_uninstall() {
         .local_volume(env, &ns, "signet-data", "1Gi")
         .expect("creating the database volume");
 
-    let mut vals = values(env, image, signet_testenv::free_port(), &[]);
+    let port = signet_testenv::free_port();
+    let mut vals = values(env, image, port, &[]);
     vals["kms"]["endpoint"] = json!(env.kms.endpoint);
     let file = write_values("release", &vals);
     let file = file.display().to_string();
@@ -354,6 +494,7 @@ fn the_chart_runs_the_image_on_a_node_through_upgrade_pod_loss_and_uninstall() {
     );
     tools::openssl_verify(&ca_pem, "", &leaf, Some("sslserver"))
         .unwrap_or_else(|e| panic!("openssl verify of web-tls failed: {e}"));
+    examples_are_issued_and_their_crl_is_served_by_the_pod(env, &ns, &selector, port);
     let ca_obj = kubectl_json(env, &["get", "certificateauthority", &ca]);
     let key_arn = ca_obj["status"]["kmsKeyArn"]
         .as_str()
@@ -460,6 +601,36 @@ fn the_chart_runs_the_image_on_a_node_through_upgrade_pod_loss_and_uninstall() {
     );
     available_or_panic(env, &ns, release, &selector);
     eprintln!("replacement pod {replacement} ready");
+
+    // The replacement continues the audit chain on the volume: it signs a
+    // new Certificate and the chain (rows of both pods) verifies, anchor
+    // included.
+    common::apply(
+        env,
+        &common::certificate(
+            &ns,
+            "after-loss",
+            &ca,
+            "  commonName: after.example\n  dnsNames: [after.example]\n  usages: [server auth]\n",
+        ),
+    )
+    .expect("applying a Certificate after the pod loss");
+    wait(
+        env,
+        &ns,
+        &selector,
+        "the replacement pod to issue after-loss",
+        Duration::from_secs(90),
+        || {
+            let rows = audit_rows(&audit_copy(&db, &ns), &ns);
+            let issued = |name: &str| {
+                rows.iter()
+                    .any(|r| r["operation"] == "certificate_issued" && r["object_name"] == name)
+            };
+            (issued("web") && issued("after-loss")).then_some(())
+        },
+    );
+    audit_chain_verifies(env, &db, &ns);
 
     // helm uninstall keeps the claim (and the database) and the KMS key.
     helm(env, &["uninstall", release, "-n", &ns, "--wait"]);

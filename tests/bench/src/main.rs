@@ -5,9 +5,14 @@
 //! * `crl [--entries N]` — sign and publish the CRL of a CA holding N
 //!   revocations (default 100,000): time from the CRL object's creation to
 //!   Ready, and the peak memory the process needed for it.
+//! * `issue [--count N] [--mode backlog|live] [--rate R] [--key p256|rsa2048]
+//!   [--concurrency C] [--idle SECS]` — N leaf Certificates from one CA:
+//!   time until all are Ready, create→Ready latency, API requests, KMS Sign
+//!   calls, CPU and memory per certificate, and an idle window (see issue.rs).
 #![forbid(unsafe_code)]
 
 mod crl;
+mod issue;
 mod util;
 
 fn main() -> anyhow::Result<()> {
@@ -17,8 +22,13 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match args.first().map(String::as_str) {
         Some("crl") => rt.block_on(crl::run(&args[1..])),
+        Some("issue") => rt.block_on(issue::run(&args[1..])),
         _ => {
-            eprintln!("usage: signet-cluster-bench crl [--entries N]");
+            eprintln!(
+                "usage: signet-cluster-bench crl [--entries N]\n       \
+                 signet-cluster-bench issue [--count N] [--mode backlog|live] [--rate R] \
+                 [--key p256|rsa2048] [--concurrency C] [--idle SECS]"
+            );
             std::process::exit(2);
         }
     }

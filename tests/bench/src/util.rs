@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signet::controller::{Context, ContextParts};
-use signet::kms::{AwsKms, KeySpec, KmsSettings, StaticCredentials};
+use signet::kms::{AwsKms, KeyManager, KeySpec, KmsSettings, StaticCredentials};
 
 /// The value after `--name`, parsed, or `default`.
 pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
@@ -19,6 +19,14 @@ pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> an
 
 /// A Context against the test environment (AWS KMS client on local-kms).
 pub async fn context(namespace: &str) -> anyhow::Result<Arc<Context>> {
+    context_with_keys(namespace, |k| k).await
+}
+
+/// As [`context`], with the key manager wrapped by `wrap`.
+pub async fn context_with_keys(
+    namespace: &str,
+    wrap: impl FnOnce(Arc<dyn KeyManager>) -> Arc<dyn KeyManager>,
+) -> anyhow::Result<Arc<Context>> {
     let env = signet_testenv::env();
     env.kubectl_ok(&["create", "namespace", namespace]).ok();
     let kms = AwsKms::with_static_credentials(
@@ -38,7 +46,7 @@ pub async fn context(namespace: &str) -> anyhow::Result<Arc<Context>> {
     let db = signet_testenv::run_dir().join(format!("{namespace}.db"));
     Ok(Arc::new(Context::new(ContextParts {
         client: env.client().await,
-        keys: Arc::new(kms),
+        keys: wrap(Arc::new(kms)),
         store: signet::store::Store::open(&db)?,
         namespace: namespace.to_string(),
         default_key_spec: KeySpec::EccNistP256,
