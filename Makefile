@@ -26,12 +26,13 @@ help:
 	@echo "make readme   regenerate the README's CRD reference from the Rust types"
 
 # A new lockfile starts from a copy of the newest earlier build (cargo keeps
-# what still fits and rebuilds the rest); only the two newest are kept.
+# what still fits and rebuilds the rest); only the two newest are kept. On a
+# cold machine there is none and the build starts empty.
 seed-target:
 	@if [ ! -d "$(CARGO_TARGET_DIR)" ]; then \
-	  prev="$$(ls -dt $(CACHE)/target-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] 2>/dev/null | head -1)"; \
+	  prev="$$(ls -dt $(CACHE)/target-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] 2>/dev/null | head -1 || true)"; \
 	  if [ -n "$$prev" ]; then echo "build cache: starting $(CARGO_TARGET_DIR) from $$prev"; cp -a "$$prev" "$(CARGO_TARGET_DIR)"; fi; \
-	  ls -dt $(CACHE)/target-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] 2>/dev/null | tail -n +3 | xargs -r rm -rf; \
+	  ls -dt $(CACHE)/target-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] 2>/dev/null | tail -n +3 | xargs -r rm -rf || true; \
 	fi
 
 build: seed-target
