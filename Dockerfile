@@ -28,7 +28,7 @@ LABEL org.opencontainers.image.title="signet" \
 COPY --from=builder /out/signet /signet
 # distroless `nonroot`: UID/GID 65532. The chart's securityContext matches.
 USER 65532:65532
-# /metrics /healthz /readyz /crl/<name>.crl /ca/<name>.pem
-EXPOSE 8080
+# 8080: /metrics /healthz /readyz; 8081: /crl/<name>.crl /ca/<name>.crt (PKI)
+EXPOSE 8080 8081
 ENTRYPOINT ["/signet"]
 CMD ["run"]

@@ -46,7 +46,7 @@ esac
 # runtime stage (tests/dockerfile.rs checks it).
 signet_config() {
   cat <<'JSON'
-{"User":"65532:65532","ExposedPorts":{"8080/tcp":{}},"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],"Entrypoint":["/signet"],"Cmd":["run"],"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"signet","org.opencontainers.image.description":"Kubernetes-native private CA whose keys never leave AWS KMS","org.opencontainers.image.licenses":"Apache-2.0"}}
+{"User":"65532:65532","ExposedPorts":{"8080/tcp":{},"8081/tcp":{}},"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],"Entrypoint":["/signet"],"Cmd":["run"],"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"signet","org.opencontainers.image.description":"Kubernetes-native private CA whose keys never leave AWS KMS","org.opencontainers.image.licenses":"Apache-2.0"}}
 JSON
 }
 SIGNET_BINARY_PATH=/signet

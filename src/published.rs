@@ -27,7 +27,8 @@ pub struct PublishedCrl {
     pub next_update: OffsetDateTime,
 }
 
-/// A CA certificate as served at `/ca/<name>.pem`.
+/// A CA certificate as served at `/ca/<name>.crt` (DER), `/ca/<name>.pem`
+/// and `/ca/<name>/chain.pem`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedCa {
     /// The CA certificate (DER).
@@ -71,6 +72,11 @@ impl Published {
         read(&self.crls).get(name).cloned()
     }
 
+    /// Names of the published CRLs.
+    pub fn crl_names(&self) -> Vec<String> {
+        read(&self.crls).keys().cloned().collect()
+    }
+
     /// Keeps only the CRLs whose object names `keep` accepts.
     pub fn retain_crls(&self, keep: impl Fn(&str) -> bool) {
         write(&self.crls).retain(|k, _| keep(k));
@@ -84,6 +90,11 @@ impl Published {
     /// The certificate of CA `name`.
     pub fn ca(&self, name: &str) -> Option<PublishedCa> {
         read(&self.cas).get(name).cloned()
+    }
+
+    /// Names of the CAs with a published certificate.
+    pub fn ca_names(&self) -> Vec<String> {
+        read(&self.cas).keys().cloned().collect()
     }
 
     /// Keeps only the CAs whose names `keep` accepts.

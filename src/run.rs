@@ -1,6 +1,6 @@
 //! `signet run`: the one place that wires the operator together — KMS
-//! client, database, Kubernetes client, HTTP server, leader election, the
-//! three controllers — and shuts it down in order.
+//! client, database, Kubernetes client, the admin and PKI HTTP listeners,
+//! leader election, the controllers — and shuts it down in order.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::Client;
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::clock::SystemClock;
 use crate::controller::{self, Context, ContextParts, leader, rebuild};
-use crate::http::HttpState;
+use crate::http::{self, HttpState, Limits, Site};
 use crate::kms::{AwsKms, KmsSettings};
 use crate::store::Store;
 
@@ -39,9 +40,19 @@ pub struct RunArgs {
     /// Key spec for CA keys when a CertificateAuthority names none.
     #[arg(long, env = "SIGNET_DEFAULT_KEY_SPEC", default_value = "ECC_NIST_P256")]
     pub default_key_spec: String,
-    /// Address of the HTTP server (/metrics /healthz /readyz /crl /ca).
+    /// Address of the admin HTTP listener: /metrics, /healthz, /readyz.
     #[arg(long, env = "SIGNET_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+    /// Address of the public PKI HTTP listener: /crl/<name>.crl|.pem,
+    /// /ca/<name>.crt|.pem, /ca/<name>/chain.pem, /ocsp/<ca>.
+    #[arg(long, env = "SIGNET_PKI_ADDR", default_value = "0.0.0.0:8081")]
+    pub pki_addr: SocketAddr,
+    /// Base URL of the PKI listener as relying parties reach it, e.g.
+    /// http://pki.example.com: certificates get CRL distribution point and
+    /// AIA (caIssuers, OCSP) URLs under it unless their CA sets
+    /// spec.publicBaseURL or the URL fields itself. Empty: none.
+    #[arg(long, env = "SIGNET_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, env = "SIGNET_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -72,6 +83,33 @@ pub fn run_blocking(args: RunArgs) -> anyhow::Result<()> {
         .block_on(run(args))
 }
 
+/// `--public-base-url`, checked; empty means unset.
+fn public_base_url(args: &RunArgs) -> anyhow::Result<Option<String>> {
+    let Some(url) = args.public_base_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    match crate::pki::base_url_problem(url) {
+        Some(problem) => {
+            anyhow::bail!("--public-base-url / SIGNET_PUBLIC_BASE_URL {url:?}: {problem}")
+        }
+        None => Ok(Some(url.to_string())),
+    }
+}
+
+/// Binds both listeners, before anything else starts: a taken address is a
+/// startup error that names its flag.
+async fn bind_listeners(args: &RunArgs) -> anyhow::Result<(TcpListener, TcpListener)> {
+    if args.http_addr == args.pki_addr && args.http_addr.port() != 0 {
+        anyhow::bail!(
+            "--http-addr and --pki-addr are both {}; the admin and the public PKI listener need different addresses (SIGNET_HTTP_ADDR, SIGNET_PKI_ADDR)",
+            args.http_addr
+        );
+    }
+    let admin = http::bind(args.http_addr, "--http-addr / SIGNET_HTTP_ADDR").await?;
+    let pki = http::bind(args.pki_addr, "--pki-addr / SIGNET_PKI_ADDR").await?;
+    Ok((admin, pki))
+}
+
 async fn context(args: &RunArgs) -> anyhow::Result<Context> {
     let default_key_spec = controller::parse_key_spec(&args.default_key_spec)?;
     let client = Client::try_default()
@@ -99,19 +137,32 @@ async fn context(args: &RunArgs) -> anyhow::Result<Context> {
         default_key_spec,
         clock: Arc::new(SystemClock),
         instance: args.pod_name.clone(),
-    }))
+    })
+    .with_public_base_url(public_base_url(args)?))
 }
 
 /// Runs the operator.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    public_base_url(&args)?;
+    let (admin, pki) = bind_listeners(&args).await?;
     let ctx = Arc::new(context(&args).await?);
     let state = HttpState {
         published: ctx.published.clone(),
         metrics: ctx.metrics.clone(),
         store: ctx.store.clone(),
     };
-    let http = tokio::spawn(crate::http::serve(args.http_addr, state));
-    info!(addr = %args.http_addr, namespace = %args.namespace, "signet starting");
+    let limits = Limits::default();
+    let servers = [
+        tokio::spawn(http::serve(admin, Site::Admin, state.clone(), limits)),
+        tokio::spawn(http::serve(pki, Site::Pki, state, limits)),
+    ];
+    info!(
+        admin = %args.http_addr,
+        pki = %args.pki_addr,
+        public_base_url = ctx.public_base_url.as_deref().unwrap_or(""),
+        namespace = %args.namespace,
+        "signet starting"
+    );
 
     if args.leader_election {
         let identity = args
@@ -153,6 +204,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(Err(e)) => warn!(error = %e, "could not flush the database on shutdown"),
         Err(_) => warn!("database flush timed out on shutdown; queued audit rows were not written"),
     }
-    http.abort();
+    for server in servers {
+        server.abort();
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use signet::http::{HttpState, route};
+use signet::http::{HttpState, Site, route};
 use signet::store::{AuditEvent, AuditOperation, ObjectRef};
 
 #[tokio::test]
@@ -27,7 +27,7 @@ async fn nothing_is_signed_while_the_audit_trail_cannot_be_written_and_signing_r
         store: op.ctx.store.clone(),
     };
     op.ctx.published.set_ready(true);
-    assert_eq!(route(&http, "/readyz").await.status, 200);
+    assert_eq!(route(&http, Site::Admin, "/readyz").await.status, 200);
 
     // The volume goes bad: a directory where the database file was.
     let db = signet_testenv::run_dir().join("inproc.db");
@@ -44,7 +44,7 @@ async fn nothing_is_signed_while_the_audit_trail_cannot_be_written_and_signing_r
         (!op.ctx.store.health().is_ok()).then_some(())
     })
     .await;
-    let probe = route(&http, "/readyz").await;
+    let probe = route(&http, Site::Admin, "/readyz").await;
     assert_eq!(
         probe.status,
         503,
@@ -84,7 +84,7 @@ async fn nothing_is_signed_while_the_audit_trail_cannot_be_written_and_signing_r
     })
     .await;
     let c = wait_cert(&client, ns.name(), "web", ("True", Some("Issued")), None).await;
-    assert_eq!(route(&http, "/readyz").await.status, 200);
+    assert_eq!(route(&http, Site::Admin, "/readyz").await.status, 200);
     let serial = c.status.unwrap().serial_number.unwrap();
     op.ctx.store.flush().await.unwrap();
     let rows = op

@@ -652,7 +652,7 @@ async fn revocation_appears_in_the_crl_and_survives_deleting_the_certificate() {
     let findings = tools::pkilint_crl(&der);
     assert!(findings.iter().all(|f| !f.is_error()), "{findings:#?}");
     // Over HTTP too.
-    let (status, body) = op.http_get(&format!("/crl/{crl_name}.crl")).unwrap();
+    let (status, body) = op.pki_get(&format!("/crl/{crl_name}.crl")).unwrap();
     assert_eq!(status, 200);
     assert_eq!(crl_entries(&body).len(), 1);
     // Removing the revocation is refused at admission.

@@ -324,6 +324,25 @@ persistence:
 service:
   port: 9443
   annotations: {prometheus.io/scrape: "true"}
+pki:
+  port: 9091
+  publicBaseURL: http://pki.example.com
+  service:
+    type: LoadBalancer
+    port: 8088
+    annotations: {service.beta.kubernetes.io/aws-load-balancer-scheme: internet-facing}
+    labels: {exposure: public}
+  ingress:
+    enabled: true
+    className: nginx
+    host: pki.example.com
+    annotations: {nginx.ingress.kubernetes.io/ssl-redirect: "false"}
+    tls: [{hosts: [pki.example.com], secretName: pki-tls}]
+  httpRoute:
+    enabled: true
+    parentRefs: [{name: public, namespace: gateways}]
+    hostnames: [pki.example.com]
+    annotations: {example.com/route: pki}
 serviceMonitor:
   enabled: true
   interval: 15s
@@ -397,6 +416,7 @@ fn default_values_render_one_hardened_recreate_replica() {
     for want in [
         "--db=/var/lib/signet/signet.db",
         "--http-addr=0.0.0.0:8080",
+        "--pki-addr=0.0.0.0:8081",
         "--kms-alias-prefix=alias/signet/",
         "--default-key-spec=ECC_NIST_P256",
         "--log-level=info",
@@ -407,6 +427,10 @@ fn default_values_render_one_hardened_recreate_replica() {
     }
     assert!(!args.iter().any(|a| a.starts_with("--leader-election")));
     assert!(!args.iter().any(|a| a.starts_with("--kms-endpoint")));
+    assert!(
+        !args.iter().any(|a| a.starts_with("--public-base-url")),
+        "no base URL unless pki.publicBaseURL is set"
+    );
     let env = r.env();
     assert_eq!(
         env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
@@ -437,6 +461,8 @@ fn default_values_render_one_hardened_recreate_replica() {
     let c = r.container();
     assert_eq!(c["ports"][0]["name"], "http");
     assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["ports"][1]["name"], "pki");
+    assert_eq!(c["ports"][1]["containerPort"], 8081);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -469,15 +495,32 @@ fn default_values_render_one_hardened_recreate_replica() {
     assert_eq!(mount_of("data"), Some(json!("/var/lib/signet")));
     assert_eq!(mount_of("tmp"), Some(json!("/tmp")));
 
-    // Metrics Service; optional objects are off.
-    let svc = r.one("Service");
+    // Admin (metrics) and PKI Services; optional objects are off.
+    assert_eq!(r.of_kind("Service").len(), 2);
+    let svc = r.named("Service", "signet").expect("the admin Service");
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
     assert_eq!(
         svc["spec"]["selector"], d["spec"]["selector"]["matchLabels"],
         "the Service selects the operator pods"
     );
-    for kind in ["ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget"] {
+    let pki = r.named("Service", "signet-pki").expect("the PKI Service");
+    assert_eq!(pki["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        pki["spec"]["ports"],
+        json!([{"name": "pki", "port": 80, "targetPort": "pki", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        pki["spec"]["selector"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    for kind in [
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Ingress",
+        "HTTPRoute",
+    ] {
         assert!(!r.has(kind), "{kind} is off by default");
     }
 
@@ -633,6 +676,8 @@ fn custom_values_reach_every_object() {
         "--log-format=text",
         "--concurrency=4",
         "--http-addr=0.0.0.0:9090",
+        "--pki-addr=0.0.0.0:9091",
+        "--public-base-url=http://pki.example.com",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }
@@ -677,8 +722,9 @@ fn custom_values_reach_every_object() {
         .unwrap();
     assert_eq!(data["persistentVolumeClaim"]["claimName"], "signet-db");
 
-    // Service, ServiceMonitor, NetworkPolicy, PDB.
-    let svc = r.one("Service");
+    // Services, ServiceMonitor (on the admin Service), NetworkPolicy, PDB.
+    assert_eq!(c["ports"][1]["containerPort"], 9091);
+    let svc = r.named("Service", "pki").expect("the admin Service");
     assert_eq!(svc["spec"]["ports"][0]["port"], 9443);
     assert_eq!(
         svc["metadata"]["annotations"]["prometheus.io/scrape"],
@@ -693,6 +739,45 @@ fn custom_values_reach_every_object() {
         sm["spec"]["selector"]["matchLabels"],
         svc["spec"]["selector"]
     );
+    let pki = r.named("Service", "pki-pki").expect("the PKI Service");
+    assert_eq!(pki["spec"]["type"], "LoadBalancer");
+    assert_eq!(pki["spec"]["ports"][0]["port"], 8088);
+    assert_eq!(pki["metadata"]["labels"]["exposure"], "public");
+    assert_eq!(
+        pki["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"],
+        "internet-facing"
+    );
+    let ing = r.one("Ingress");
+    assert_eq!(ing["metadata"]["name"], "pki-pki");
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "pki-tls");
+    assert_eq!(
+        ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"],
+        "false"
+    );
+    let rule = &ing["spec"]["rules"][0];
+    assert_eq!(rule["host"], "pki.example.com");
+    assert_eq!(
+        rule["http"]["paths"][0],
+        json!({"path": "/", "pathType": "Prefix",
+               "backend": {"service": {"name": "pki-pki", "port": {"name": "pki"}}}})
+    );
+    let route = r.one("HTTPRoute");
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(
+        route["spec"]["parentRefs"],
+        json!([{"name": "public", "namespace": "gateways"}])
+    );
+    assert_eq!(route["spec"]["hostnames"], json!(["pki.example.com"]));
+    assert_eq!(route["metadata"]["annotations"]["example.com/route"], "pki");
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"],
+        json!([{"name": "pki-pki", "port": 8088}])
+    );
+    assert_eq!(
+        route["spec"]["rules"][0]["matches"][0]["path"],
+        json!({"type": "PathPrefix", "value": "/"})
+    );
     let np = r.one("NetworkPolicy");
     assert_eq!(
         np["spec"]["podSelector"]["matchLabels"],
@@ -706,6 +791,11 @@ fn custom_values_reach_every_object() {
     assert_eq!(
         np["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "monitoring"
+    );
+    assert_eq!(
+        np["spec"]["ingress"][1],
+        json!({"ports": [{"port": "pki", "protocol": "TCP"}]}),
+        "the PKI port is open to everyone"
     );
     assert_eq!(np["spec"]["egress"][0]["ports"][0]["port"], 443);
     let pdb = r.one("PodDisruptionBudget");
@@ -801,6 +891,21 @@ fn smaller_toggles_render_as_documented() {
         text(&out)
     );
 
+    // A bare PKI Ingress answers any host through the cluster's default
+    // class; an HTTPRoute needs a Gateway to attach to.
+    let r = render("signet", "ops", "pki: {ingress: {enabled: true}}\n");
+    let ing = r.one("Ingress");
+    assert!(ing["spec"].get("ingressClassName").is_none());
+    assert!(ing["spec"]["rules"][0].get("host").is_none());
+    assert!(ing["spec"].get("tls").is_none());
+    let out = try_render("signet", "ops", "pki: {httpRoute: {enabled: true}}\n");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("pki.httpRoute.parentRefs needs at least one Gateway"),
+        "{}",
+        text(&out)
+    );
+
     // A release name containing "signet" is used as is; others get a suffix.
     assert_eq!(
         render("my-signet", "ops", "").deployment()["metadata"]["name"],
@@ -851,6 +956,12 @@ fn bad_values_are_rejected_with_a_message_naming_the_value() {
             "/podDisruptionBudget/minAvailable",
             "",
         ),
+        (
+            "pki: {publicBaseURL: \"pki.example.com\"}\n",
+            "/pki/publicBaseURL",
+            "does not match pattern",
+        ),
+        ("pki: {port: 80}\n", "/pki/port", "minimum"),
     ];
     for (values, names, says) in cases {
         let out = try_render("signet", "signet-system", values);
@@ -889,7 +1000,7 @@ fn host_network_puts_the_pod_on_the_node_network_bound_to_the_chosen_address() {
     let r = render(
         "signet",
         "signet-system",
-        "hostNetwork: true\nhttpBindAddress: 127.0.0.1\nhttpPort: 18080\n",
+        "hostNetwork: true\nhttpBindAddress: 127.0.0.1\nhttpPort: 18080\npki: {port: 18081}\n",
     );
     assert_eq!(r.pod_spec()["hostNetwork"], true);
     assert!(
@@ -898,6 +1009,11 @@ fn host_network_puts_the_pod_on_the_node_network_bound_to_the_chosen_address() {
         r.args()
     );
     assert_eq!(r.container()["ports"][0]["containerPort"], 18080);
+    assert!(
+        r.args().iter().any(|a| a == "--pki-addr=127.0.0.1:18081"),
+        "{:?}",
+        r.args()
+    );
 }
 
 #[test]
@@ -1060,6 +1176,7 @@ async fn helm_install_creates_every_object_with_least_privilege() {
          kms: {region: us-east-1}\n\
          networkPolicy: {enabled: true}\n\
          podDisruptionBudget: {enabled: true}\n\
+         pki: {ingress: {enabled: true, host: pki.example.com}}\n\
          admissionPolicy: {enabled: false}\n",
     );
     let values = values.display().to_string();
@@ -1391,6 +1508,10 @@ async fn the_chart_rbac_is_enough_to_run_the_examples() {
         .env("POD_NAME", "signet-test-pod")
         .env("SIGNET_DB", dir.join("signet.db"))
         .env("SIGNET_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "SIGNET_PKI_ADDR",
+            format!("127.0.0.1:{}", signet_testenv::free_port()),
+        )
         .env("SIGNET_KMS_ENDPOINT", &env.kms.endpoint)
         .env("SIGNET_KMS_ALIAS_PREFIX", format!("alias/{ns}/"))
         .env("SIGNET_LEADER_ELECTION", "true")

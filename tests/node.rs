@@ -82,6 +82,7 @@ fn values(env: &TestEnv, image: &Image, port: u16, extra_env: &[(&str, &str)]) -
         "hostNetwork": true,
         "httpBindAddress": "127.0.0.1",
         "httpPort": port,
+        "pki": {"port": signet_testenv::free_port()},
         "kms": {"region": env.kms.region},
         "persistence": {"storageClass": "-"},
         // The harness installed the same policy from crds/ already.

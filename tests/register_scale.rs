@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams, PostParams};
 use signet::api::RevocationReason;
 use signet::controller::crl::publish::{ANN_PARTS, PART_KEY};
 use signet::controller::revocations::{self, Revoked, SHARD_ENTRIES};
-use signet::http::{HttpState, route};
+use signet::http::{HttpState, Site, route};
 
 const LIVE: usize = 100_000;
 const EXPIRED: usize = 1_000;
@@ -126,7 +126,7 @@ async fn a_ca_holds_100000_revocations_and_its_crl_outgrows_a_config_map_but_is_
         metrics: op.ctx.metrics.clone(),
         store: op.ctx.store.clone(),
     };
-    let served = route(&http, &format!("/crl/{crl_name}.crl")).await;
+    let served = route(&http, Site::Pki, &format!("/crl/{crl_name}.crl")).await;
     assert_eq!(served.status, 200);
     assert_eq!(served.body, der);
 

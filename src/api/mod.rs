@@ -294,6 +294,25 @@ pub struct CertificateAuthoritySpec {
         rename = "issuingCertificateURLs"
     )]
     pub issuing_certificate_urls: Vec<String>,
+    /// Base URL of Signet's public PKI endpoints as relying parties reach
+    /// them, e.g. `http://pki.example.com` (plain http is usual: clients
+    /// fetch CRLs and CA certificates to check TLS, so those fetches cannot
+    /// depend on it). Certificates this CA issues then point at Signet
+    /// without anyone writing URLs: crlDistributionPoints gets
+    /// `<base>/crl/<crl>.crl` for the CRL object that publishes this CA
+    /// (the oldest, if several do; none while no CRL object names it),
+    /// issuingCertificateURLs `<base>/ca/<this CA>.crt` and ocspServers
+    /// `<base>/ocsp/<this CA>` — each only when that field is left empty.
+    /// Default: the operator's `--public-base-url` (chart value
+    /// `pki.publicBaseURL`). Applies to certificates issued from then on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "publicBaseURL"
+    )]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^https?://[^/?#\\\\s]+(/[^?#\\\\s]*)?$')").message("publicBaseURL must be an absolute http:// or https:// URL without query or fragment, e.g. http://pki.example.com"))]
+    pub public_base_url: Option<String>,
     /// What Certificates this CA signs beyond namespaces, names and
     /// duration: usages, subject attributes, URI SANs. Safe by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -71,6 +71,9 @@ pub struct Context {
     pub published: Arc<Published>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Base URL of the public PKI listener for CAs that set none
+    /// (`--public-base-url`); checked, without a trailing `/`.
+    pub public_base_url: Option<String>,
     /// Whether the revoked-by admission policy is in place (and since when
     /// we know).
     vouched: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
@@ -112,8 +115,16 @@ impl Context {
             default_key_spec: p.default_key_spec,
             published: Arc::new(Published::new()),
             clock: p.clock,
+            public_base_url: None,
             vouched: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// This context with `url` as the default public base URL (see
+    /// [`ca::urls`]); `url` must have passed [`crate::pki::base_url_problem`].
+    pub fn with_public_base_url(mut self, url: Option<String>) -> Self {
+        self.public_base_url = url.map(|u| u.trim_end_matches('/').to_string());
+        self
     }
 
     /// Whether the API server vouches for `signet.dev/revoked-by`: the

@@ -49,7 +49,7 @@ pub use request::{
     CaRequest, CrlRequest, LeafRequest, NameConstraintsSpec, NameSubtrees, RevocationReason,
     RevokedEntry, Subject, Usage,
 };
-pub use validate::{FieldError, FieldErrors};
+pub use validate::{FieldError, FieldErrors, base_url_problem};
 
 /// PEM with `\n` line endings (the `pem` crate defaults to CRLF).
 pub(crate) fn to_pem(tag: &str, der: impl Into<Vec<u8>>) -> String {

@@ -230,6 +230,20 @@ pub(crate) fn http_url_problem(value: &str) -> Option<String> {
     None
 }
 
+/// What is wrong with `value` as a base URL that Signet appends paths such
+/// as `/crl/<name>.crl` to (`spec.publicBaseURL`, `--public-base-url`).
+pub fn base_url_problem(value: &str) -> Option<String> {
+    if let Some(p) = http_url_problem(value) {
+        return Some(p);
+    }
+    if value.contains(['?', '#']) {
+        return Some(
+            "has a query or fragment; give the scheme, host and optional path prefix only, e.g. http://pki.example.com".into(),
+        );
+    }
+    None
+}
+
 /// Checks an email address SAN (ASCII `local@domain`).
 pub(crate) fn email_problem(value: &str) -> Option<String> {
     if !value.is_ascii() {

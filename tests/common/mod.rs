@@ -22,8 +22,10 @@ pub struct Operator {
     pub db: PathBuf,
     /// Its namespace.
     pub namespace: String,
-    /// HTTP port.
+    /// Admin HTTP port (/metrics /healthz /readyz).
     pub port: u16,
+    /// Public PKI HTTP port (/crl /ca /ocsp).
+    pub pki_port: u16,
 }
 
 impl Operator {
@@ -31,6 +33,7 @@ impl Operator {
     /// `kms_endpoint`.
     pub fn start(env: &TestEnv, ns: &str, db: &Path, kms_endpoint: &str) -> Operator {
         let port = signet_testenv::free_port();
+        let pki_port = signet_testenv::free_port();
         let log = db.with_extension(format!("op-{port}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_signet"));
         cmd.arg("run");
@@ -41,6 +44,7 @@ impl Operator {
             .env("SIGNET_NAMESPACE", ns)
             .env("SIGNET_DB", db)
             .env("SIGNET_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("SIGNET_PKI_ADDR", format!("127.0.0.1:{pki_port}"))
             .env("SIGNET_LOG_FORMAT", "text")
             .env("SIGNET_LOG_LEVEL", "info")
             .env("SIGNET_CONCURRENCY", "4");
@@ -52,6 +56,7 @@ impl Operator {
             db: db.to_path_buf(),
             namespace: ns.to_string(),
             port,
+            pki_port,
         };
         let start = Instant::now();
         while op.http_get("/readyz").is_none_or(|(s, _)| s != 200) {
@@ -80,19 +85,33 @@ impl Operator {
         signet_testenv::tail(&self.log, 40)
     }
 
-    /// GET on the operator's HTTP server.
+    /// GET on the operator's admin listener.
     pub fn http_get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
-        use std::io::Read;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&buf[..split]).to_string();
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, buf[split + 4..].to_vec()))
+        get_status_body(self.port, path)
     }
+
+    /// GET on the operator's public PKI listener.
+    pub fn pki_get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
+        get_status_body(self.pki_port, path)
+    }
+}
+
+/// A one-shot HTTP/1.1 GET on a loopback port: (status, body).
+fn get_status_body(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf[split + 4..].to_vec()))
 }
 
 /// `kubectl apply -f -` with `yaml`; returns Ok(stdout) or Err(stderr).
@@ -345,52 +364,89 @@ pub struct InProcess {
     pub keys: std::sync::Arc<signet::kms::LocalKms>,
     /// The operator's namespace (registers, CRL ConfigMaps).
     pub namespace: String,
+    /// Its admin listener (/metrics /healthz /readyz), on loopback.
+    pub admin: std::net::SocketAddr,
+    /// Its public PKI listener (/crl /ca /ocsp), on loopback.
+    pub pki: std::net::SocketAddr,
 }
+
+static IN_PROCESS: std::sync::OnceLock<InProcess> = std::sync::OnceLock::new();
 
 /// The in-process operator of this test binary (started on first use).
 pub fn in_process() -> &'static InProcess {
-    static OP: std::sync::OnceLock<InProcess> = std::sync::OnceLock::new();
-    OP.get_or_init(|| {
-        let env = signet_testenv::env();
-        let ns = "signet-inproc".to_string();
-        env.kubectl_ok(&["create", "namespace", &ns]).ok();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ns2 = ns.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime for the in-process operator");
-            rt.block_on(async move {
-                let keys = std::sync::Arc::new(signet::kms::LocalKms::new());
-                let db = signet_testenv::run_dir().join("inproc.db");
-                let ctx = std::sync::Arc::new(signet::controller::Context::new(
-                    signet::controller::ContextParts {
-                        client: env.client().await,
-                        keys: keys.clone(),
-                        store: signet::store::Store::open(&db).expect("opening the mirror"),
-                        namespace: ns2,
-                        default_key_spec: signet::kms::KeySpec::EccNistP256,
-                        clock: std::sync::Arc::new(signet::clock::SystemClock),
-                        instance: Some("in-process".into()),
-                    },
-                ));
-                tx.send((ctx.clone(), keys))
-                    .expect("handing the context over");
-                tokio::spawn(signet::controller::anchor::keep_anchored(ctx.clone()));
-                signet::controller::run_all(ctx, 4).await;
-            });
+    IN_PROCESS.get_or_init(|| start_in_process(false))
+}
+
+/// The in-process operator of this test binary, with its PKI listener's
+/// URL as the default public base URL (`--public-base-url`), so issued
+/// certificates point at it. A binary uses this or [`in_process`]: the
+/// first call decides.
+pub fn in_process_with_base_url() -> &'static InProcess {
+    IN_PROCESS.get_or_init(|| start_in_process(true))
+}
+
+fn start_in_process(with_base_url: bool) -> InProcess {
+    let env = signet_testenv::env();
+    let ns = "signet-inproc".to_string();
+    env.kubectl_ok(&["create", "namespace", &ns]).ok();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns2 = ns.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime for the in-process operator");
+        rt.block_on(async move {
+            let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+            let admin = signet::http::bind(loopback, "admin")
+                .await
+                .expect("admin listener");
+            let pki = signet::http::bind(loopback, "pki")
+                .await
+                .expect("PKI listener");
+            let addrs = (
+                admin.local_addr().expect("admin address"),
+                pki.local_addr().expect("PKI address"),
+            );
+            let keys = std::sync::Arc::new(signet::kms::LocalKms::new());
+            let db = signet_testenv::run_dir().join("inproc.db");
+            let ctx = signet::controller::Context::new(signet::controller::ContextParts {
+                client: env.client().await,
+                keys: keys.clone(),
+                store: signet::store::Store::open(&db).expect("opening the mirror"),
+                namespace: ns2,
+                default_key_spec: signet::kms::KeySpec::EccNistP256,
+                clock: std::sync::Arc::new(signet::clock::SystemClock),
+                instance: Some("in-process".into()),
+            })
+            .with_public_base_url(with_base_url.then(|| format!("http://{}", addrs.1)));
+            let ctx = std::sync::Arc::new(ctx);
+            let state = signet::http::HttpState {
+                published: ctx.published.clone(),
+                metrics: ctx.metrics.clone(),
+                store: ctx.store.clone(),
+            };
+            let limits = signet::http::Limits::default();
+            use signet::http::{Site, serve};
+            tokio::spawn(serve(admin, Site::Admin, state.clone(), limits));
+            tokio::spawn(serve(pki, Site::Pki, state, limits));
+            tx.send((ctx.clone(), keys, addrs))
+                .expect("handing the context over");
+            tokio::spawn(signet::controller::anchor::keep_anchored(ctx.clone()));
+            signet::controller::run_all(ctx, 4).await;
         });
-        let (ctx, keys) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("in-process operator did not start");
-        InProcess {
-            ctx,
-            keys,
-            namespace: ns,
-        }
-    })
+    });
+    let (ctx, keys, (admin, pki)) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("in-process operator did not start");
+    InProcess {
+        ctx,
+        keys,
+        namespace: ns,
+        admin,
+        pki,
+    }
 }
 
 /// Polls `f` (in-process operator: no log to show) until Some or 60 s.

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::super::Error;
 use super::super::conditions;
 use super::observe::World;
+use super::urls::PublicUrls;
 use super::{INTERMEDIATE_DURATION, ROOT_DURATION};
 use crate::api::duration::{self, Lifetime};
 use crate::api::{CONDITION_READY, CertificateAuthority, KmsKeySpec};
@@ -37,6 +38,16 @@ pub struct ReadyIssuer {
 /// has a certificate and a key is enough (signing CRLs, which must go on
 /// while a CA is not Ready for other reasons).
 pub fn issuer_of(ca: &CertificateAuthority, require_ready: bool) -> Result<ReadyIssuer, Error> {
+    issuer_with_urls(ca, require_ready, None)
+}
+
+/// [`issuer_of`], stamping the CRL distribution point and AIA URLs of
+/// `urls` where the CA's spec names none (what issuance should use).
+pub fn issuer_with_urls(
+    ca: &CertificateAuthority,
+    require_ready: bool,
+    urls: Option<&PublicUrls>,
+) -> Result<ReadyIssuer, Error> {
     let name = ca.name_any();
     let not_ready = || Error::IssuerNotReady(name.clone());
     let st = ca.status.as_ref().ok_or_else(not_ready)?;
@@ -52,7 +63,11 @@ pub fn issuer_of(ca: &CertificateAuthority, require_ready: bool) -> Result<Ready
     )
     .map_err(Error::InvalidSpec)?
     .map(|d| time::Duration::try_from(d).unwrap_or(time::Duration::MAX));
-    let info = IssuerInfo::from_pem(cert, IssuerProfile::from_api(&ca.spec, max))?;
+    let mut profile = IssuerProfile::from_api(&ca.spec, max);
+    if let Some(urls) = urls {
+        super::urls::stamp(&mut profile, &name, urls);
+    }
+    let info = IssuerInfo::from_pem(cert, profile)?;
     Ok(ReadyIssuer {
         name,
         info,
@@ -158,7 +173,7 @@ fn parent(ca: &CertificateAuthority, world: &World) -> Result<Option<ReadyIssuer
         return Ok(None);
     }
     match (a.parents.first(), &a.missing) {
-        (Some(p), _) => issuer_of(p, true).map(Some),
+        (Some(p), _) => issuer_with_urls(p, true, world.parent_urls.as_ref()).map(Some),
         (None, Some(name)) => Err(Error::IssuerNotFound(name.clone())),
         (None, None) => Err(Error::Other("issuer chain not observed".into())),
     }
@@ -265,6 +280,7 @@ mod tests {
                 cycle: cycle.map(|c| c.iter().map(|s| s.to_string()).collect()),
             },
             key: None,
+            parent_urls: None,
         }
     }
 

@@ -5,6 +5,7 @@ mod act;
 pub mod decide;
 mod finalizer;
 pub mod observe;
+pub mod urls;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::api::{CertificateAuthority, CertificateAuthorityStatus};
 use crate::clock::unix_ms;
 use crate::store::{AuditEvent, AuditOperation, ObjectRef, Outcome};
 
-pub use decide::{Decision, ReadyIssuer, issuer_of, spec_hash};
+pub use decide::{Decision, ReadyIssuer, issuer_of, issuer_with_urls, spec_hash};
 pub use finalizer::FINALIZER;
 
 crate::status_fields!(CertificateAuthorityStatus, failed_attempts);

@@ -6,6 +6,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 
 use super::super::{Context, Error};
+use super::urls::PublicUrls;
 use crate::api::CertificateAuthority;
 use crate::kms::Signer;
 
@@ -29,6 +30,8 @@ pub struct World {
     pub ancestry: Ancestry,
     /// Its key, when it has one (recorded ARN, or `spec.kms.keyId`).
     pub key: Option<Arc<dyn Signer>>,
+    /// The URLs its parent stamps into its certificate (intermediates).
+    pub parent_urls: Option<PublicUrls>,
 }
 
 /// Reads the parents and adopts the CA's key (no key is created here).
@@ -39,7 +42,15 @@ pub async fn world(ctx: &Context, ca: &CertificateAuthority) -> Result<World, Er
         Some(k) => Some(ctx.signer(&k).await?),
         None => None,
     };
-    Ok(World { ancestry, key })
+    let parent_urls = match ancestry.parents.first() {
+        Some(parent) => super::urls::observe(ctx, parent).await?,
+        None => None,
+    };
+    Ok(World {
+        ancestry,
+        key,
+        parent_urls,
+    })
 }
 
 /// Follows `issuerRef` upwards until a root, a missing name or a repeat.

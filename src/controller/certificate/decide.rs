@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::super::ca::{ReadyIssuer, issuer_of};
+use super::super::ca::{ReadyIssuer, issuer_with_urls};
 use super::super::{Error, policy};
 use super::observe::{SecretSeen, World};
 use super::{
@@ -199,7 +199,7 @@ pub fn decide(
         .issuer
         .as_ref()
         .ok_or_else(|| Error::IssuerNotFound(cert.spec.issuer_ref.name.clone()))?;
-    let issuer = issuer_of(ca, true)?;
+    let issuer = issuer_with_urls(ca, true, world.issuer_urls.as_ref())?;
     let ca_max = duration::optional(
         "spec.maxCertificateDuration",
         ca.spec.max_certificate_duration.as_deref(),
@@ -607,6 +607,7 @@ mod decision_table {
             World {
                 issuer: issuer.cloned(),
                 ancestors: vec![],
+                issuer_urls: None,
                 secret: secret.cloned(),
                 namespace_labels: BTreeMap::new(),
             }

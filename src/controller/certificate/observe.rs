@@ -9,6 +9,7 @@ use kube::api::Api;
 
 use super::super::{Context, Error};
 use crate::api::{Certificate, CertificateAuthority};
+use crate::controller::ca::urls::PublicUrls;
 use crate::pki::{self, KeyState, TlsContents};
 
 /// A Secret as the pipeline sees it (the key only if it matches).
@@ -59,6 +60,9 @@ pub struct World {
     pub issuer: Option<CertificateAuthority>,
     /// That CA's parents, nearest first (their name constraints apply too).
     pub ancestors: Vec<CertificateAuthority>,
+    /// The CRL distribution point and AIA URLs that CA stamps (when it or
+    /// the operator has a public base URL).
+    pub issuer_urls: Option<PublicUrls>,
     /// Its Secret, if it exists.
     pub secret: Option<SecretSeen>,
     /// Labels of its namespace (empty unless the CA selects by label).
@@ -70,9 +74,12 @@ pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let cas: Api<CertificateAuthority> = Api::all(ctx.client.clone());
     let issuer = cas.get_opt(&cert.spec.issuer_ref.name).await?;
-    let ancestors = match &issuer {
-        Some(ca) => super::super::ca::observe::ancestry(ctx, ca).await?.parents,
-        None => Vec::new(),
+    let (ancestors, issuer_urls) = match &issuer {
+        Some(ca) => (
+            super::super::ca::observe::ancestry(ctx, ca).await?.parents,
+            super::super::ca::urls::observe(ctx, ca).await?,
+        ),
+        None => (Vec::new(), None),
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = secrets
@@ -97,6 +104,7 @@ pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
     Ok(World {
         issuer,
         ancestors,
+        issuer_urls,
         secret,
         namespace_labels,
     })
