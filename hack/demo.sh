@@ -49,10 +49,17 @@ if [[ "${1:-}" == "down" ]]; then down; exit 0; fi
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# Admin listener (/readyz, /metrics) and public PKI listener (/crl, /ca).
 PORT="${SIGNET_DEMO_PORT:-$(free_port)}"
-if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
-  die "port $PORT already answers HTTP; unset SIGNET_DEMO_PORT or set it to a free port"
-fi
+PKI_PORT="${SIGNET_DEMO_PKI_PORT:-$(free_port)}"
+for p in "$PORT" "$PKI_PORT"; do
+  if curl -s -o /dev/null "http://127.0.0.1:$p/"; then
+    die "port $p already answers HTTP; unset SIGNET_DEMO_PORT/SIGNET_DEMO_PKI_PORT or pick free ports"
+  fi
+done
+[[ "$PORT" != "$PKI_PORT" ]] || die "SIGNET_DEMO_PORT and SIGNET_DEMO_PKI_PORT must differ"
+# Issued certificates point their CRL distribution point and AIA URLs here.
+BASE_URL="http://127.0.0.1:$PKI_PORT"
 
 # Waits until the operator answers /readyz on $PORT; $1 is a command that
 # fails once the operator has exited.
@@ -84,10 +91,11 @@ run_local() {
   cargo build --quiet --locked --bin signet --bin signet-testenv -p signet -p signet-testenv
   SIGNET="$TARGET/debug/signet"
   start_control_plane
-  say "Running the operator (namespace $NS, database $STATE/signet.db, http 127.0.0.1:$PORT)"
+  say "Running the operator (namespace $NS, database $STATE/signet.db, admin 127.0.0.1:$PORT, PKI $BASE_URL)"
   DB="$STATE/signet.db"
   rm -f "$DB" "$DB-wal" "$DB-shm"
   SIGNET_NAMESPACE="$NS" SIGNET_DB="$DB" SIGNET_HTTP_ADDR="127.0.0.1:$PORT" \
+    SIGNET_PKI_ADDR="127.0.0.1:$PKI_PORT" SIGNET_PUBLIC_BASE_URL="$BASE_URL" \
     SIGNET_LOG_FORMAT=text "$SIGNET" run >"$STATE/operator.log" 2>&1 &
   echo $! >"$STATE/operator.pid"
   wait_ready local_alive
@@ -131,9 +139,9 @@ PY
 demo_values() {
   local api
   api="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
-  python3 - "$1" "$PORT" "${api##*:}" >"$STATE/values.json" <<'PY'
+  python3 - "$1" "$PORT" "${api##*:}" "$PKI_PORT" "$BASE_URL" >"$STATE/values.json" <<'PY'
 import json, os, sys
-ref, port, api_port = sys.argv[1:]
+ref, port, api_port, pki_port, base_url = sys.argv[1:]
 repo, tag = ref.rsplit(":", 1)
 env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": api_port,
        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
@@ -141,6 +149,7 @@ env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": api_po
 print(json.dumps({
     "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
     "hostNetwork": True, "httpBindAddress": "127.0.0.1", "httpPort": int(port),
+    "pki": {"port": int(pki_port), "publicBaseURL": base_url},
     "kms": {"region": os.environ["AWS_REGION"], "endpoint": os.environ["SIGNET_KMS_ENDPOINT"]},
     "persistence": {"storageClass": "-"},
     "admissionPolicy": {"enabled": False},
@@ -165,7 +174,7 @@ run_in_cluster() {
   start_control_plane --node
   hack/image.sh import "$archive" --address "$CONTAINERD_ADDRESS"
 
-  say "helm install signet charts/signet (namespace $NS; the pod serves http on 127.0.0.1:$PORT)"
+  say "helm install signet charts/signet (namespace $NS; the pod serves admin on 127.0.0.1:$PORT, PKI on $BASE_URL)"
   vol="$(demo_volume)"
   demo_values "$ref"
   helm upgrade --install signet charts/signet -n "$NS" -f "$STATE/values.json"
@@ -205,7 +214,7 @@ kubectl get certificateauthorities.signet.dev -o custom-columns='CA:.metadata.na
 say "The server Secret, verified with openssl"
 kubectl get secret -n demo web-tls -o jsonpath='{.data.tls\.crt}' | base64 -d > "$STATE/web.crt"
 kubectl get secret -n demo web-tls -o jsonpath='{.data.ca\.crt}' | base64 -d > "$STATE/root.crt"
-openssl x509 -in "$STATE/web.crt" -noout -subject -ext subjectAltName -enddate
+openssl x509 -in "$STATE/web.crt" -noout -subject -ext subjectAltName,crlDistributionPoints,authorityInfoAccess -enddate
 openssl verify -CAfile "$STATE/root.crt" -untrusted "$STATE/web.crt" -purpose sslserver "$STATE/web.crt"
 
 say "Revoking the mTLS client certificate (signet revoke demo/client --reason keyCompromise)"
@@ -214,7 +223,7 @@ SIGNET_ACTOR="${USER:-$(id -un)}" "$SIGNET" revoke demo/client --reason keyCompr
 
 say "The CRL now lists serial $SERIAL"
 for _ in $(seq 1 40); do
-  curl -fsS "http://127.0.0.1:$PORT/crl/example-issuing.crl" -o "$STATE/issuing.crl" 2>/dev/null || true
+  curl -fsS "$BASE_URL/crl/example-issuing.crl" -o "$STATE/issuing.crl" 2>/dev/null || true
   [[ -s "$STATE/issuing.crl" ]] && openssl crl -inform DER -in "$STATE/issuing.crl" -noout -text | grep -qi "$SERIAL" && break
   sleep 0.5
 done

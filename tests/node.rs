@@ -310,8 +310,8 @@ fn audit_chain_verifies(env: &TestEnv, db: &Path, ns: &str) {
 }
 
 /// `kubectl apply -f examples/` as a user does it, served by the pod: every
-/// object becomes Ready and the issuing CA's CRL fetched from the pod's HTTP
-/// server verifies against that CA.
+/// object becomes Ready and the issuing CA's CRL fetched from the pod's PKI
+/// listener (`pki_port`) verifies against that CA.
 fn examples_are_issued_and_their_crl_is_served_by_the_pod(
     env: &TestEnv,
     ns: &str,
@@ -370,7 +370,7 @@ fn examples_are_issued_and_their_crl_is_served_by_the_pod(
     );
 }
 
-/// The body of a 200 answer to `GET path` on the pod's loopback port.
+/// The body of a 200 answer to `GET path` on a loopback port of the pod.
 fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -495,7 +495,8 @@ fn the_chart_runs_the_image_on_a_node_through_upgrade_pod_loss_and_uninstall() {
     );
     tools::openssl_verify(&ca_pem, "", &leaf, Some("sslserver"))
         .unwrap_or_else(|e| panic!("openssl verify of web-tls failed: {e}"));
-    examples_are_issued_and_their_crl_is_served_by_the_pod(env, &ns, &selector, port);
+    let pki_port = vals["pki"]["port"].as_u64().expect("the PKI port") as u16;
+    examples_are_issued_and_their_crl_is_served_by_the_pod(env, &ns, &selector, pki_port);
     let ca_obj = kubectl_json(env, &["get", "certificateauthority", &ca]);
     let key_arn = ca_obj["status"]["kmsKeyArn"]
         .as_str()
