@@ -33,7 +33,8 @@ enum Command {
         #[arg(long)]
         reference: bool,
     },
-    /// Revoke a Certificate: `signet revoke <namespace>/<name> --reason R`.
+    /// Revoke a Certificate: `signet revoke <namespace>/<name> --reason R`
+    /// (or `certificaterequest/<namespace>/<name>` for cert-manager's).
     Revoke(signet::controller::cli::RevokeArgs),
     /// Query the audit trail (reads the database file directly).
     Audit(AuditArgs),

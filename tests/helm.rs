@@ -262,7 +262,25 @@ fn expected_cluster_rules() -> BTreeSet<RuleKey> {
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
     ]
     .into_iter()
+    .chain(cert_manager_rules())
     .collect()
+}
+
+/// The cert-manager external issuer: read CertificateRequests, patch their
+/// status (server-side apply), nothing else of cert-manager's.
+fn cert_manager_rules() -> [RuleKey; 2] {
+    [
+        rule(
+            &["cert-manager.io"],
+            &["certificaterequests"],
+            &["get", "list", "watch"],
+        ),
+        rule(
+            &["cert-manager.io"],
+            &["certificaterequests/status"],
+            &["patch"],
+        ),
+    ]
 }
 
 /// ConfigMaps in the release namespace: CRLs are published with server-side
@@ -642,6 +660,18 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
             "{values}"
         );
     }
+
+    // rbac.certManagerIssuer=false drops every cert-manager rule.
+    let r = render(
+        "signet",
+        "signet-system",
+        "rbac: {certManagerIssuer: false}\n",
+    );
+    let without: BTreeSet<RuleKey> = expected_cluster_rules()
+        .into_iter()
+        .filter(|r| !cert_manager_rules().contains(r))
+        .collect();
+    assert_eq!(rules(r.named("ClusterRole", "signet").unwrap()), without);
 
     // rbac.create=false renders no RBAC at all.
     let r = render("signet", "signet-system", "rbac: {create: false}\n");

@@ -10,7 +10,10 @@
 //! * `signet revoke --authority <ca> --reason R` — an intermediate CA; it is
 //!   listed in its parent's CRL.
 //!
-//! The last two create a cluster-scoped `Revocation`, which namespace
+//! * `signet revoke certificaterequest/<namespace>/<name> --reason R` — the
+//!   certificate Signet signed for a cert-manager CertificateRequest.
+//!
+//! The last three create a cluster-scoped `Revocation`, which namespace
 //! editors cannot. Every path names the user in `signet.dev/revoked-by`
 //! (which the admission policy only admits as the requesting user) and
 //! prints what the operator confirmed, not what it asked for.
@@ -29,7 +32,8 @@ use crate::api::{Certificate, CertificateStatus, RevocationReason};
 /// Arguments of `signet revoke`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RevokeArgs {
-    /// The Certificate, as `<namespace>/<name>`.
+    /// The Certificate, as `<namespace>/<name>`, or a cert-manager
+    /// CertificateRequest as `certificaterequest/<namespace>/<name>`.
     pub certificate: Option<String>,
     /// Revoke a serial of this CertificateAuthority directly (with
     /// --serial), without a Certificate object.
@@ -111,7 +115,10 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         .context("connecting to the Kubernetes API (set KUBECONFIG)")?;
     let me = whoami(&client).await?;
     match (&args.certificate, &args.issuer, &args.authority) {
-        (Some(target), None, None) => revoke_certificate(&args, client, me, target).await,
+        (Some(target), None, None) => match target.strip_prefix(REQUEST_PREFIX) {
+            Some(request) => revoke_request(&args, client, me, request).await,
+            None => revoke_certificate(&args, client, me, target).await,
+        },
         (None, Some(ca), None) => {
             let serial = args
                 .serial
@@ -144,6 +151,51 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
             "name what to revoke: <namespace>/<name> (a Certificate), --issuer <ca> --serial <hex>, or --authority <ca>"
         ),
     }
+}
+
+/// Target prefix of a cert-manager CertificateRequest Signet signed.
+pub const REQUEST_PREFIX: &str = "certificaterequest/";
+
+/// `signet revoke certificaterequest/<namespace>/<name>`: the serial in
+/// the request's `status.certificate`, revoked through a Revocation of its
+/// CA (the request itself is cert-manager's and one-shot).
+async fn revoke_request(
+    args: &RevokeArgs,
+    client: kube::Client,
+    me: String,
+    target: &str,
+) -> anyhow::Result<()> {
+    use super::certmanager::CertificateRequest;
+    if args.reissue || args.serial.is_some() {
+        bail!(
+            "--reissue and --serial do not apply to a CertificateRequest; cert-manager reissues by creating a new request"
+        );
+    }
+    let (ns, name) = parse_target(target)?;
+    let api: Api<CertificateRequest> = Api::namespaced(client.clone(), &ns);
+    let cr = api
+        .get_opt(&name)
+        .await?
+        .with_context(|| format!("CertificateRequest {ns}/{name} not found"))?;
+    if !cr.is_for_signet() {
+        bail!(
+            "CertificateRequest {ns}/{name} is not for a Signet CertificateAuthority (spec.issuerRef)"
+        );
+    }
+    let pem = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .with_context(|| {
+            format!("CertificateRequest {ns}/{name} has no certificate yet; nothing to revoke")
+        })?;
+    let facts = crate::pki::parse::first_cert_facts(&pem.0).with_context(|| {
+        format!("the status.certificate of CertificateRequest {ns}/{name} does not parse")
+    })?;
+    let ca = cr.spec.issuer_ref.name.clone();
+    let serial = facts.serial_hex;
+    let spec = json!({"issuerRef": {"name": ca}, "serialNumber": serial, "reason": args.reason});
+    revoke_directly(args, client, me, &format!("{ca}-{serial}"), spec).await
 }
 
 /// Creates a cluster-scoped Revocation named after what it revokes, and

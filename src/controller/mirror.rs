@@ -97,3 +97,53 @@ pub fn ca_row(
         updated_at: now.unix_timestamp(),
     }
 }
+
+/// cert-manager spelling of a PKI usage.
+fn usage_name(u: crate::pki::Usage) -> &'static str {
+    use crate::pki::Usage as U;
+    match u {
+        U::ServerAuth => "server auth",
+        U::ClientAuth => "client auth",
+        U::CodeSigning => "code signing",
+        U::EmailProtection => "email protection",
+        U::OcspSigning => "ocsp signing",
+    }
+}
+
+/// The row of certificate `facts` issued by CA `ca` for the cert-manager
+/// CertificateRequest `ns/name` (uid `uid`) asking for `req`. The row's
+/// uid is what a restarted reconcile looks the issuance up by.
+pub fn certificate_request_row(
+    (ns, name, uid): (&str, &str, &str),
+    ca: &str,
+    req: &crate::pki::LeafRequest,
+    facts: &CertFacts,
+) -> CertRecord {
+    let mut sans: Vec<String> = req.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+    sans.extend(req.ip_addresses.iter().map(|d| format!("IP:{d}")));
+    sans.extend(req.uris.iter().map(|d| format!("URI:{d}")));
+    sans.extend(req.email_addresses.iter().map(|d| format!("email:{d}")));
+    CertRecord {
+        ca: ca.to_string(),
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        serial: facts.serial_hex.clone(),
+        subject: req.subject.common_name.clone().unwrap_or_default(),
+        sans,
+        usages: req
+            .effective_usages()
+            .into_iter()
+            .map(|u| usage_name(u).to_string())
+            .collect(),
+        status: CertStatus::Active,
+        not_before: facts.not_before.unix_timestamp(),
+        not_after: facts.not_after.unix_timestamp(),
+        revision: 1,
+        revoked_at: None,
+        revocation_reason: None,
+        certificate_pem: Some(facts.pem()),
+        secret_name: None,
+        issued_at: facts.not_before.unix_timestamp(),
+    }
+}

@@ -22,6 +22,7 @@
 pub mod anchor;
 pub mod ca;
 pub mod certificate;
+pub mod certmanager;
 pub mod cli;
 pub mod conditions;
 pub mod crl;
@@ -175,6 +176,24 @@ impl Context {
         }
     }
 
+    /// Queues the audit row of issuance `serial` and waits (bounded) until
+    /// it is committed, so no issuance is reported before its row is
+    /// durable (a mirror row queued before it is committed with it).
+    pub async fn audit_committed(
+        &self,
+        row: crate::store::AuditEvent,
+        serial: &str,
+    ) -> Result<(), Error> {
+        match tokio::time::timeout(AUDIT_COMMIT_WAIT, self.store.audit_committed(row)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::AuditUnavailable(e.to_string())),
+            Err(_) => Err(Error::AuditUnavailable(format!(
+                "the audit row of serial {serial} was not committed within {}s (it stays queued)",
+                AUDIT_COMMIT_WAIT.as_secs()
+            ))),
+        }
+    }
+
     /// The signer for a key ARN/id/alias, adopting it on first use.
     pub async fn signer(&self, key: &str) -> Result<Arc<dyn Signer>, SignError> {
         if let Some(s) = self.cached_signer(key) {
@@ -185,6 +204,9 @@ impl Context {
         Ok(signer)
     }
 }
+
+/// How long an issuance waits for its audit row to be committed.
+pub const AUDIT_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a reconcile did not finish. [`Error::reason`] is bounded: it is the
 /// condition reason, the Event reason and the metric label at once.
@@ -332,7 +354,9 @@ pub async fn run_all(ctx: Arc<Context>, concurrency: u16) {
         _ = ca::controller(ctx.clone(), concurrency) => {},
         _ = certificate::controller(ctx.clone(), concurrency) => {},
         _ = crl::controller(ctx.clone(), concurrency) => {},
-        _ = revocation::controller(ctx, concurrency) => {},
+        _ = revocation::controller(ctx.clone(), concurrency) => {},
+        // Stays off (and never returns) until cert-manager's CRDs appear.
+        _ = certmanager::controller(ctx, concurrency) => {},
     }
 }
 

@@ -15,35 +15,76 @@ use crate::api::{
     Usage, duration,
 };
 
+/// What a leaf request asks for, whichever front door it came through (a
+/// Signet Certificate, a cert-manager CertificateRequest).
+#[derive(Debug, Clone, Copy)]
+pub struct LeafAsk<'a> {
+    /// The requester's namespace.
+    pub namespace: &'a str,
+    /// Usages (empty: the default server auth + client auth).
+    pub usages: &'a [Usage],
+    /// Subject attributes besides the common name.
+    pub subject: Option<&'a Subject>,
+    /// URI SANs.
+    pub uris: &'a [String],
+    /// DNS, IP and email SANs.
+    pub names: Names<'a>,
+    /// Requested validity.
+    pub duration: Duration,
+}
+
 /// Every policy that applies to Certificate `cert` asking for `requested`
-/// validity from `chain` (the issuing CA first, then its parents):
-/// namespaces, duration, usages, subject and URIs of the issuing CA, and the
-/// name constraints of every CA in the chain. `ns_labels` are the labels of
-/// the Certificate's namespace (read only when the CA selects by label).
+/// validity from `chain` (the issuing CA first, then its parents): see
+/// [`check_leaf`]. `ns_labels` are the labels of the Certificate's
+/// namespace (read only when the CA selects by label).
 pub fn check_certificate(
     chain: &[&CertificateAuthority],
     cert: &Certificate,
     requested: Duration,
     ns_labels: &BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    let Some(ca) = chain.first() else {
+    if chain.is_empty() {
         return Err(Error::IssuerNotFound(cert.spec.issuer_ref.name.clone()));
+    }
+    let ns = cert.namespace().unwrap_or_default();
+    let ask = LeafAsk {
+        namespace: &ns,
+        usages: &cert.spec.usages,
+        subject: cert.spec.subject.as_ref(),
+        uris: &cert.spec.uris,
+        names: Names {
+            dns: &cert.spec.dns_names,
+            ips: &cert.spec.ip_addresses,
+            emails: &cert.spec.email_addresses,
+        },
+        duration: requested,
+    };
+    check_leaf(chain, &ask, ns_labels)
+}
+
+/// Every policy that applies to a leaf request `ask` to `chain` (the
+/// issuing CA first, then its parents): namespaces, duration, usages,
+/// subject and URIs of the issuing CA, and the name constraints of every CA
+/// in the chain.
+pub fn check_leaf(
+    chain: &[&CertificateAuthority],
+    ask: &LeafAsk<'_>,
+    ns_labels: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let Some(ca) = chain.first() else {
+        return Err(Error::Other(
+            "no issuing CA to check the request against".into(),
+        ));
     };
     let name = ca.name_any();
-    let ns = cert.namespace().unwrap_or_default();
-    namespace_allowed(&name, &ca.spec, &ns, ns_labels)?;
-    duration_allowed(&name, &ca.spec, requested)?;
+    namespace_allowed(&name, &ca.spec, ask.namespace, ns_labels)?;
+    duration_allowed(&name, &ca.spec, ask.duration)?;
     let policy = ca.spec.issuance_policy.clone().unwrap_or_default();
-    usages_allowed(&name, &policy, &cert.spec.usages)?;
-    subject_allowed(&name, &policy, cert.spec.subject.as_ref())?;
-    uris_allowed(&name, &policy, &ns, &cert.spec.uris)?;
-    let names = Names {
-        dns: &cert.spec.dns_names,
-        ips: &cert.spec.ip_addresses,
-        emails: &cert.spec.email_addresses,
-    };
+    usages_allowed(&name, &policy, ask.usages)?;
+    subject_allowed(&name, &policy, ask.subject)?;
+    uris_allowed(&name, &policy, ask.namespace, ask.uris)?;
     for ca in chain {
-        names_allowed(&ca.name_any(), &ca.spec, &names)?;
+        names_allowed(&ca.name_any(), &ca.spec, &ask.names)?;
     }
     Ok(())
 }
@@ -362,7 +403,7 @@ fn email_in(email: &str, c: &str) -> bool {
 }
 
 /// The names a request carries.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Names<'a> {
     /// DNS names.
     pub dns: &'a [String],

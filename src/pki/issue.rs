@@ -567,6 +567,36 @@ pub async fn issue_leaf_with_key(
     .await
 }
 
+/// Issues an end-entity certificate for a key the requester holds
+/// (`subject_spki_der`, from a verified CSR): the checks and extensions of
+/// [`issue_leaf`], then one KMS `Sign`. `req.private_key` must describe
+/// that key (see [`super::CsrContents::key`]); no private key is involved.
+#[tracing::instrument(skip_all, fields(issuer = issuer.subject()))]
+pub async fn issue_leaf_for_key(
+    issuer: &IssuerInfo,
+    signer: &dyn Signer,
+    req: &LeafRequest,
+    subject_spki_der: &[u8],
+    now: OffsetDateTime,
+) -> Result<IssuedCert, PkiError> {
+    sign::check_issuer_key(issuer.spki_der(), signer)?;
+    check_can_issue(issuer, now)?;
+    let (params, _, not_before, not_after, clamped) = leaf_params(issuer, req, now)?;
+    let subject_key = SpkiKey::from_spki(subject_spki_der).map_err(|e| {
+        let mut errs = FieldErrors::default();
+        errs.push("request", "", e.to_string());
+        PkiError::Invalid(errs)
+    })?;
+    sign_cert(
+        issuer,
+        signer,
+        params,
+        &subject_key,
+        (not_before, not_after, clamped),
+    )
+    .await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn finish_leaf(
     issuer: &IssuerInfo,

@@ -9,6 +9,7 @@
 //! | [`issue_root`]`(signer, &CaRequest, now)` | self-signed root CA ([`IssuedCert`]) |
 //! | [`issue_intermediate`]`(&parent, parent_signer, &CaRequest, subject_spki, now)` | intermediate CA ([`IssuedCert`]) |
 //! | [`issue_leaf`]`(&issuer, signer, &LeafRequest, now)` | end-entity cert + new key ([`IssuedLeaf`]) |
+//! | [`issue_leaf_for_key`]`(&issuer, signer, &LeafRequest, spki, now)` | end-entity cert for a CSR's key ([`IssuedCert`]) |
 //! | [`sign_crl`]`(&issuer, signer, &CrlRequest, now)` | v2 CRL ([`SignedCrl`]) |
 //!
 //! An issuer is described by [`IssuerInfo`], parsed from the CA certificate
@@ -21,6 +22,7 @@
 //! [`Signer`]: crate::kms::Signer
 
 mod crl;
+mod csr;
 mod der;
 mod error;
 mod from_api;
@@ -34,10 +36,11 @@ mod sign;
 mod validate;
 
 pub use crl::{SignedCrl, sign_crl};
+pub use csr::{CsrContents, CsrError, parse_csr};
 pub use error::PkiError;
 pub use issue::{
     IssuedCert, IssuedLeaf, check_ca_request, check_leaf_request, issue_intermediate, issue_leaf,
-    issue_leaf_with_key, issue_root,
+    issue_leaf_for_key, issue_leaf_with_key, issue_root,
 };
 pub use issuer::{IssuerInfo, IssuerProfile};
 pub use keys::{KeyAlgorithm, KeyEncoding, LeafKeyType, PrivateKeyPem, PrivateKeySpec};

@@ -35,7 +35,8 @@ pub(crate) fn key_id(key: &impl PublicKeyData) -> Vec<u8> {
 }
 
 /// A public key given as DER SubjectPublicKeyInfo, usable as rcgen's
-/// subject key. Only EC P-256/P-384 and RSA keys (what KMS CA keys are).
+/// subject key: EC P-256/P-384 and RSA keys (what KMS CA keys are), and
+/// Ed25519 (a leaf key from a CSR).
 #[derive(Debug, Clone)]
 pub(crate) struct SpkiKey {
     alg: &'static SignatureAlgorithm,
@@ -57,6 +58,7 @@ impl SpkiKey {
             &rcgen::PKCS_ECDSA_P256_SHA256,
             &rcgen::PKCS_ECDSA_P384_SHA384,
             &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_ED25519,
         ] {
             let k = SpkiKey {
                 alg,

@@ -588,3 +588,31 @@ fn human_durations() {
     assert_eq!(human_duration(Duration::minutes(90)), "90m");
     assert_eq!(human_duration(Duration::seconds(5)), "5s");
 }
+
+#[tokio::test]
+async fn a_leaf_for_a_csr_carries_exactly_the_requesters_key_for_every_key_type() {
+    let c = chain(SigAlg::EcdsaP256Sha256).await;
+    for alg in [
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ED25519,
+    ] {
+        let key = rcgen::KeyPair::generate_for(alg).expect("requester key");
+        let params = rcgen::CertificateParams::new(vec!["www.example.com".to_string()]).unwrap();
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let parsed = parse_csr(csr.as_bytes()).expect("csr");
+        let req = LeafRequest {
+            private_key: parsed.key,
+            ..server_req()
+        };
+        let leaf = issue_leaf_for_key(&c.int, &c.int_signer, &req, &parsed.spki_der, now_at())
+            .await
+            .expect("leaf for the CSR key");
+        verify_signed_by(&leaf.cert_der, c.int.cert_der());
+        let (_, cert) = X509Certificate::from_der(&leaf.cert_der).unwrap();
+        use rcgen::PublicKeyData as _;
+        assert_eq!(parsed.spki_der, key.subject_public_key_info());
+        assert_eq!(cert.public_key().raw, parsed.spki_der.as_slice());
+        assert!(!cert.is_ca());
+    }
+}

@@ -133,20 +133,7 @@ pub async fn record(
             "reason": reason, "notAfter": rfc3339(facts.not_after),
             "secret": cert.spec.secret_name, "previousSerial": previous,
         }));
-    match tokio::time::timeout(AUDIT_COMMIT_WAIT, ctx.store.audit_committed(row)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(Error::AuditUnavailable(e.to_string())),
-        Err(_) => {
-            return Err(Error::AuditUnavailable(format!(
-                "the audit row of serial {} was not committed within {}s (it stays queued)",
-                facts.serial_hex,
-                AUDIT_COMMIT_WAIT.as_secs()
-            )));
-        }
-    }
+    ctx.audit_committed(row, &facts.serial_hex).await?;
     ctx.metrics.certificate_issued(previous.is_some());
     Ok(())
 }
-
-/// How long an issuance waits for its audit row to be committed.
-pub const AUDIT_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
