@@ -94,7 +94,10 @@ pub async fn sign_and_record(
         message: e.to_string(),
     })?;
     let world = observe(ctx, cr).await?;
-    let issuer = ca::issuer_of(&world.issuer, true)?;
+    // The CRL distribution point and AIA URLs of the public base URL, as
+    // for Signet Certificates.
+    let urls = ca::urls::observe(ctx, &world.issuer).await?;
+    let issuer = ca::issuer_with_urls(&world.issuer, true, urls.as_ref())?;
     let ca_max = duration::optional(
         "spec.maxCertificateDuration",
         world.issuer.spec.max_certificate_duration.as_deref(),
