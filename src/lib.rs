@@ -8,7 +8,8 @@
 //!   (uses `api`, `kms`);
 //! * `store` — SQLite mirror + audit trail;
 //! * `published` — what the controllers signed, for the HTTP side;
-//!   `metrics` — counters (uses `published`);
+//!   `metrics` — Prometheus metrics (uses `published`, `store`, and
+//!   implements `kms`'s observer of KMS calls);
 //! * `controller` — one driver, one pipeline per kind (uses all of the above);
 //! * `http` — admin + PKI endpoints (uses `published`, `metrics`, `store`;
 //!   never `controller`);

@@ -26,6 +26,7 @@ use super::conditions::{self, Cond};
 use super::{Context, Error};
 use crate::api::{CONDITION_READY, FIELD_MANAGER};
 use crate::clock::{parse_rfc3339, rfc3339};
+use crate::metrics::Metrics;
 use crate::store::AuditEvent;
 
 /// What a successful reconcile asks for next.
@@ -107,6 +108,11 @@ pub trait Kind:
     fn urgent(&self, _now: OffsetDateTime) -> bool {
         false
     }
+
+    /// Sets this object's own series (expiry, readiness) from `status`.
+    /// Called with every status written and with the status found at the
+    /// start of each reconcile; the series go when the object goes.
+    fn record_metrics(&self, _status: &Self::Status, _metrics: &Metrics) {}
 }
 
 /// Backoff after `attempts` consecutive failures: 5 s doubling to 5 min,
@@ -143,6 +149,20 @@ pub fn backoff_gate(
     (wait > time::Duration::ZERO).then(|| Duration::from_secs(wait.whole_seconds().max(1) as u64))
 }
 
+/// An RFC 3339 status field as Unix seconds (a metric value).
+pub fn unix_seconds(field: Option<&str>) -> Option<i64> {
+    parse_rfc3339(field?).map(OffsetDateTime::unix_timestamp)
+}
+
+/// The `Ready` condition as a metric sees it: true, false or unknown.
+pub fn ready_state(conds: &[Condition]) -> Option<bool> {
+    match conditions::find(conds, CONDITION_READY)?.status.as_str() {
+        "True" => Some(true),
+        "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// `namespace/name` or `name`.
 pub fn display_name<K: Resource>(obj: &K) -> String {
     match obj.meta().namespace.as_deref() {
@@ -160,6 +180,7 @@ pub async fn apply_status<K: Kind>(
     obj: &K,
     status: &K::Status,
 ) -> Result<(), Error> {
+    obj.record_metrics(status, &ctx.metrics);
     if obj.status_of() == Some(status) {
         return Ok(());
     }
@@ -259,6 +280,9 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
 
 async fn run<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let now = ctx.clock.now();
+    if let Some(st) = obj.status_of() {
+        obj.record_metrics(st, &ctx.metrics);
+    }
     if let Some(st) = obj.status_of()
         && !obj.urgent(now)
         && let Some(wait) = backoff_gate(st, obj.meta().generation, now)

@@ -44,7 +44,7 @@ use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::clock::Clock;
-use crate::kms::{KeyManager, KeySpec, SignError, Signer};
+use crate::kms::{KeyManager, KeySpec, Observed, SignError, Signer};
 use crate::metrics::Metrics;
 use crate::pki::PkiError;
 use crate::published::Published;
@@ -54,7 +54,8 @@ use crate::store::Store;
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Where CA keys live (AWS KMS in production, in memory in some tests).
+    /// Where CA keys live (AWS KMS in production, in memory in some tests),
+    /// wrapped so that every call is counted in the metrics.
     pub keys: Arc<dyn KeyManager>,
     /// Signers by key ARN/id/alias, so each key is adopted once.
     signers: Mutex<HashMap<String, Arc<dyn Signer>>>,
@@ -99,19 +100,22 @@ pub struct ContextParts {
 }
 
 impl Context {
-    /// A context with fresh metrics and published state.
+    /// A context with fresh metrics and published state. Every KMS call
+    /// through `keys` is reported to the metrics.
     pub fn new(p: ContextParts) -> Self {
         let reporter = Reporter {
             controller: "signet".into(),
             instance: p.instance,
         };
+        let metrics = Arc::new(Metrics::new());
+        metrics.watch_store(p.store.clone());
         Context {
             recorder: Recorder::new(p.client.clone(), reporter),
             client: p.client,
-            keys: p.keys,
+            keys: Arc::new(Observed::new(p.keys, metrics.clone())),
             signers: Mutex::new(HashMap::new()),
             store: p.store,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             namespace: p.namespace,
             default_key_spec: p.default_key_spec,
             published: Arc::new(Published::new()),

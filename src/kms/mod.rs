@@ -13,6 +13,9 @@
 //!   schedule deletion). The controllers hold an `Arc<dyn KeyManager>`;
 //!   [`AwsKms`] is the production implementation and [`LocalKms`] runs
 //!   reconcilers in-process in tests.
+//! * [`Observed`] wraps any [`KeyManager`] and reports every call and every
+//!   signature (operation, key spec, latency, outcome) to a
+//!   [`KmsObserver`] — the metrics — so no caller records them itself.
 //!
 //! There is no code path that exports a private key: KMS asymmetric keys are
 //! generated inside KMS, and this module only ever calls `CreateKey`,
@@ -22,6 +25,7 @@
 mod aws;
 mod error;
 pub mod local;
+mod observed;
 mod retry;
 mod verify;
 
@@ -30,6 +34,7 @@ use std::sync::Arc;
 pub use aws::{AwsKms, KeySpec, KmsSettings, KmsSigner, StaticCredentials};
 pub use error::SignError;
 pub use local::{LocalKms, LocalSigner};
+pub use observed::{ADOPT_KEY, CREATE_KEY, KmsObserver, Observed, SCHEDULE_KEY_DELETION, SIGN};
 pub use retry::RetryPolicy;
 pub use verify::verify_digest_signature;
 

@@ -19,6 +19,7 @@ use super::driver::{self, Kind, Next};
 use super::{Context, Error};
 use crate::api::{CertificateAuthority, CertificateAuthorityStatus};
 use crate::clock::unix_ms;
+use crate::metrics::{CaSeries, Metrics};
 use crate::store::{AuditEvent, AuditOperation, ObjectRef, Outcome};
 
 pub use decide::{Decision, ReadyIssuer, issuer_of, issuer_with_urls, spec_hash};
@@ -52,6 +53,17 @@ impl Kind for CertificateAuthority {
         let world = observe::world(ctx, self).await?;
         let decision = decide::decide(self, &world, ctx.default_key_spec, now)?;
         act::carry_out(ctx, self, decision, now).await
+    }
+
+    fn record_metrics(&self, st: &CertificateAuthorityStatus, metrics: &Metrics) {
+        metrics.set_ca(
+            &self.name_any(),
+            CaSeries {
+                not_after: driver::unix_seconds(st.not_after.as_deref()),
+                renewal: driver::unix_seconds(st.renewal_time.as_deref()),
+                ready: driver::ready_state(&st.conditions),
+            },
+        );
     }
 
     fn failure_audit(&self, err: &Error, now: OffsetDateTime) -> Option<AuditEvent> {
@@ -109,7 +121,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     driver::drain("certificateauthority", stream).await;
 }
 
-/// Removes the published certificates of deleted CAs.
+/// Removes the published certificates and the series of deleted CAs.
 async fn prune_published(
     ctx: Arc<Context>,
     store: kube::runtime::reflector::Store<CertificateAuthority>,
@@ -121,6 +133,7 @@ async fn prune_published(
         let names: std::collections::HashSet<String> =
             store.state().iter().map(|c| c.name_any()).collect();
         ctx.published.retain_cas(|n| names.contains(n));
+        ctx.metrics.retain_cas(|n| names.contains(n));
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }

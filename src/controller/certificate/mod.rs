@@ -26,6 +26,7 @@ use crate::api::{
     CONDITION_ISSUING, Certificate, CertificateAuthority, CertificateStatus, RevocationReason,
 };
 use crate::clock::{rfc3339, unix_ms};
+use crate::metrics::{CertificateSeries, Metrics};
 use crate::pki;
 use crate::store::{AuditEvent, AuditOperation, ObjectRef, Outcome};
 
@@ -168,6 +169,25 @@ impl Kind for Certificate {
     fn urgent(&self, now: OffsetDateTime) -> bool {
         matches!(revoke::request(self, now), revoke::Request::Annotated(..))
     }
+
+    fn record_metrics(&self, st: &CertificateStatus, metrics: &Metrics) {
+        metrics.set_certificate(
+            &self.namespace().unwrap_or_default(),
+            &self.name_any(),
+            CertificateSeries {
+                issuer: self.spec.issuer_ref.name.clone(),
+                not_after: driver::unix_seconds(st.not_after.as_deref()),
+                // Revoked through spec.revocation: never renewed again.
+                renewal: self
+                    .spec
+                    .revocation
+                    .is_none()
+                    .then(|| driver::unix_seconds(st.renewal_time.as_deref()))
+                    .flatten(),
+                ready: driver::ready_state(&st.conditions),
+            },
+        );
+    }
 }
 
 /// `spec.revocation`: revoke every unexpired certificate of the object and
@@ -306,6 +326,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     );
     let store = ctl.store();
     let store2 = store.clone();
+    tokio::spawn(prune_metrics(ctx.clone(), store.clone()));
     let stream = ctl
         // A CA appearing, becoming Ready or renewing wakes its Certificates.
         .watches(
@@ -336,4 +357,21 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
             ctx,
         );
     driver::drain("certificate", stream).await;
+}
+
+/// Removes the series of deleted Certificates.
+async fn prune_metrics(ctx: Arc<Context>, store: kube::runtime::reflector::Store<Certificate>) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        let live: std::collections::HashSet<(String, String)> = store
+            .state()
+            .iter()
+            .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
+            .collect();
+        ctx.metrics
+            .retain_certificates(|ns, name| live.contains(&(ns.to_string(), name.to_string())));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

@@ -20,6 +20,7 @@ use super::driver::{self, Kind, Next};
 use super::revocations;
 use super::{Context, Error};
 use crate::api::{CRL, CertificateAuthority, CrlStatus};
+use crate::metrics::{CrlSeries, Metrics};
 
 pub use decide::Decision;
 
@@ -73,6 +74,16 @@ impl Kind for CRL {
         let decision = decide::decide(self, &world, now)?;
         act::carry_out(ctx, self, &world, decision, now).await
     }
+
+    fn record_metrics(&self, st: &CrlStatus, metrics: &Metrics) {
+        metrics.set_crl(
+            &self.name_any(),
+            CrlSeries {
+                ca: self.spec.ca_ref.name.clone(),
+                next_update: driver::unix_seconds(st.next_update.as_deref()),
+            },
+        );
+    }
 }
 
 /// Runs the CRL controller.
@@ -121,7 +132,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     driver::drain("crl", stream).await;
 }
 
-/// Removes the published CRLs of deleted CRL objects.
+/// Removes the published CRLs and the series of deleted CRL objects.
 async fn prune_published(ctx: Arc<Context>, store: kube::runtime::reflector::Store<CRL>) {
     if store.wait_until_ready().await.is_err() {
         return;
@@ -130,6 +141,7 @@ async fn prune_published(ctx: Arc<Context>, store: kube::runtime::reflector::Sto
         let names: std::collections::HashSet<String> =
             store.state().iter().map(|c| c.name_any()).collect();
         ctx.published.retain_crls(|n| names.contains(n));
+        ctx.metrics.retain_crls(|n| names.contains(n));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
