@@ -1128,6 +1128,236 @@ fn every_value_in_values_yaml_is_documented_and_in_the_schema() {
     );
 }
 
+/// The alerts the PrometheusRule must carry.
+const ALERTS: [&str; 7] = [
+    "SignetCertificateExpiringSoon",
+    "SignetCertificateRenewalOverdue",
+    "SignetCRLPastNextUpdate",
+    "SignetKMSErrors",
+    "SignetAuditWritesFailing",
+    "SignetReconcileErrors",
+    "SignetOperatorDown",
+];
+
+/// Values enabling the PrometheusRule and the dashboard ConfigMap.
+const MONITORING_VALUES: &str = "prometheusRule: {enabled: true, labels: {release: kps}, certificateExpiryDays: 3}\ngrafanaDashboard: {enabled: true, namespace: grafana, annotations: {grafana_folder: PKI}}\n";
+
+/// The `signet_*` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("signet_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// Every PromQL expression of the rendered PrometheusRule and dashboard.
+fn monitoring_exprs(r: &Rendered) -> Vec<String> {
+    let rule = r.one("PrometheusRule");
+    let mut exprs: Vec<String> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|x| x["expr"].as_str().expect("an expr").to_string())
+        .collect();
+    let cm = r
+        .of_kind("ConfigMap")
+        .into_iter()
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-dashboard"))
+        })
+        .expect("the dashboard ConfigMap");
+    let dash: Value =
+        serde_json::from_str(cm["data"]["signet.json"].as_str().expect("signet.json"))
+            .expect("the dashboard is JSON");
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            exprs.push(t["expr"].as_str().expect("an expr").to_string());
+        }
+    }
+    for v in dash["templating"]["list"].as_array().expect("variables") {
+        if let Some(q) = v["query"].as_str() {
+            exprs.push(q.to_string());
+        }
+    }
+    exprs
+}
+
+#[test]
+fn the_prometheus_rule_and_the_dashboard_are_optional_and_complete() {
+    let r = render("signet", "ops", "");
+    assert!(!r.has("PrometheusRule"), "off by default");
+    assert!(
+        r.of_kind("ConfigMap").is_empty(),
+        "no dashboard ConfigMap by default"
+    );
+
+    let r = render("signet", "ops", MONITORING_VALUES);
+    let rule = r.one("PrometheusRule");
+    assert_eq!(rule["metadata"]["namespace"], "ops");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    assert_eq!(
+        rule["metadata"]["labels"]["app.kubernetes.io/name"],
+        "signet"
+    );
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let names: BTreeSet<&str> = rules.iter().filter_map(|x| x["alert"].as_str()).collect();
+    assert_eq!(names, ALERTS.into_iter().collect(), "the alerts");
+    for x in rules {
+        let alert = x["alert"].as_str().unwrap();
+        for field in ["for", "labels", "annotations"] {
+            assert!(x.get(field).is_some(), "{alert} has no {field}");
+        }
+        assert!(
+            ["warning", "critical"].contains(&x["labels"]["severity"].as_str().unwrap_or("")),
+            "{alert}: severity"
+        );
+        let description = x["annotations"]["description"].as_str().unwrap();
+        assert!(
+            !description.contains("{{ {{"),
+            "{alert}: Helm left a template in the annotation: {description}"
+        );
+    }
+    let expiring = rules
+        .iter()
+        .find(|x| x["alert"] == "SignetCertificateExpiringSoon")
+        .unwrap();
+    assert!(
+        expiring["expr"]
+            .as_str()
+            .unwrap()
+            .contains(&(3 * 86400).to_string()),
+        "certificateExpiryDays reaches the rule: {}",
+        expiring["expr"]
+    );
+    let down = rules
+        .iter()
+        .find(|x| x["alert"] == "SignetOperatorDown")
+        .unwrap();
+    assert!(down["expr"].as_str().unwrap().contains("namespace=\"ops\""));
+    // The certificate annotation names the certificate, for Alertmanager.
+    assert!(
+        expiring["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("{{ $labels.namespace }}/{{ $labels.name }}")
+    );
+
+    let cm = r.one("ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "grafana");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "PKI");
+    let shipped: Value = serde_json::from_str(
+        &fs::read_to_string(chart_dir().join("dashboards/signet.json")).unwrap(),
+    )
+    .unwrap();
+    let rendered: Value =
+        serde_json::from_str(cm["data"]["signet.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        rendered, shipped,
+        "the ConfigMap carries the dashboard file"
+    );
+    assert_eq!(shipped["uid"], "signet-operator");
+    let exprs = monitoring_exprs(&r);
+    assert!(exprs.len() > ALERTS.len());
+    for e in &exprs {
+        assert!(!metric_names(e).is_empty() || e.contains("time()"), "{e}");
+    }
+
+    // The ServiceMonitor keeps the certificates' own namespace label.
+    let r = render("signet", "ops", "serviceMonitor: {enabled: true}\n");
+    assert_eq!(
+        r.one("ServiceMonitor")["spec"]["endpoints"][0]["honorLabels"],
+        true
+    );
+
+    let out = try_render(
+        "signet",
+        "ops",
+        "prometheusRule: {certificateExpiryDays: 0}\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("certificateExpiryDays"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn metric_names_are_read_from_promql() {
+    assert_eq!(
+        metric_names("sum by (le) (rate(signet_a_bucket{x=\"signet\"}[5m])) > signet_b - time()"),
+        ["signet_a_bucket", "signet_b"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+}
+
+/// `GET path` on 127.0.0.1:`port`: the body of a 200, else None.
+fn http_body(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1)? == "200").then(|| body.to_string())
+}
+
+/// The metric names on a metrics page: TYPE lines and sample names.
+fn exported_names(page: &str) -> BTreeSet<String> {
+    page.lines()
+        .filter_map(|l| match l.strip_prefix("# TYPE ") {
+            Some(t) => t.split_whitespace().next(),
+            None if l.starts_with('#') => None,
+            None => l.split(['{', ' ']).next(),
+        })
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the operator on `port` exports every `signet_*` metric the
+/// PrometheusRule and the dashboard use; panics naming the missing ones.
+fn assert_monitoring_uses_exported_metrics(port: u16, log_tail: impl Fn() -> String) {
+    let used: BTreeSet<String> = monitoring_exprs(&render("signet", "ops", MONITORING_VALUES))
+        .iter()
+        .flat_map(|e| metric_names(e))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let page = http_body(port, "/metrics").unwrap_or_default();
+        let exported = exported_names(&page);
+        let missing: Vec<&String> = used.difference(&exported).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PrometheusRule or the dashboard uses metrics the operator does not export: {missing:?}\nexported: {exported:?}\noperator log:\n{}",
+            log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Against the real API server
 // ---------------------------------------------------------------------------
@@ -1631,6 +1861,27 @@ async fn the_chart_rbac_is_enough_to_run_the_examples() {
         "--for=jsonpath={.status.revokedCount}=1",
         "crl/example-issuing",
     ]);
+
+    // A spec Signet refuses (renewBefore longer than duration), so that
+    // reconcile errors are exported too; then every metric the chart's
+    // alerts and dashboard use is on the operator's live metrics page.
+    let bad = dir.join("bad-certificate.yaml");
+    fs::write(
+        &bad,
+        "apiVersion: signet.dev/v1alpha1\nkind: Certificate\nmetadata: {name: metrics-bad, namespace: demo}\nspec:\n  issuerRef: {name: example-issuing}\n  secretName: metrics-bad-tls\n  dnsNames: [bad.example.com]\n  duration: 1h\n  renewBefore: 2h\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    env.kubectl_ok(&["apply", "-f", &bad]).unwrap();
+    wait(&[
+        "--for=condition=Ready=false",
+        "-n",
+        "demo",
+        "certificate/metrics-bad",
+    ]);
+    assert_monitoring_uses_exported_metrics(port, log_tail);
+    env.kubectl_ok(&["delete", "-f", &bad, "--wait=false"])
+        .unwrap();
 
     let text = fs::read_to_string(&log).unwrap_or_default();
     let forbidden: Vec<&str> = text

@@ -44,7 +44,7 @@ pub fn metrics(ctx: &HttpState) -> Reply {
     let queued = ctx.store.stats().queued;
     Reply::new(
         StatusCode::OK,
-        "text/plain; version=0.0.4",
+        crate::metrics::CONTENT_TYPE,
         ctx.metrics.render(&ctx.published, degraded, queued),
     )
 }

@@ -126,14 +126,15 @@ async fn prune_published(
     ctx: Arc<Context>,
     store: kube::runtime::reflector::Store<CertificateAuthority>,
 ) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
+    // No wait for the store's first list: what is pruned was recorded by a
+    // reconcile, and an object is in the store before it is reconciled.
+    // (The controller's store never reported ready here, so waiting for it
+    // meant never pruning.)
     loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         let names: std::collections::HashSet<String> =
             store.state().iter().map(|c| c.name_any()).collect();
         ctx.published.retain_cas(|n| names.contains(n));
         ctx.metrics.retain_cas(|n| names.contains(n));
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }

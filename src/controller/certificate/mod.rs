@@ -361,10 +361,12 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
 
 /// Removes the series of deleted Certificates.
 async fn prune_metrics(ctx: Arc<Context>, store: kube::runtime::reflector::Store<Certificate>) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
+    // No wait for the store's first list: what is pruned was recorded by a
+    // reconcile, and an object is in the store before it is reconciled.
+    // (The controller's store never reported ready here, so waiting for it
+    // meant never pruning.)
     loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         let live: std::collections::HashSet<(String, String)> = store
             .state()
             .iter()
@@ -372,6 +374,5 @@ async fn prune_metrics(ctx: Arc<Context>, store: kube::runtime::reflector::Store
             .collect();
         ctx.metrics
             .retain_certificates(|ns, name| live.contains(&(ns.to_string(), name.to_string())));
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

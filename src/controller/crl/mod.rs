@@ -134,14 +134,15 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
 
 /// Removes the published CRLs and the series of deleted CRL objects.
 async fn prune_published(ctx: Arc<Context>, store: kube::runtime::reflector::Store<CRL>) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
+    // No wait for the store's first list: what is pruned was recorded by a
+    // reconcile, and an object is in the store before it is reconciled.
+    // (The controller's store never reported ready here, so waiting for it
+    // meant never pruning.)
     loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         let names: std::collections::HashSet<String> =
             store.state().iter().map(|c| c.name_any()).collect();
         ctx.published.retain_crls(|n| names.contains(n));
         ctx.metrics.retain_crls(|n| names.contains(n));
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
