@@ -1183,7 +1183,12 @@ fn monitoring_exprs(r: &Rendered) -> Vec<String> {
             exprs.push(t["expr"].as_str().expect("an expr").to_string());
         }
     }
+    // Query variables hold PromQL; a datasource variable's query is the
+    // datasource type.
     for v in dash["templating"]["list"].as_array().expect("variables") {
+        if v["type"] == "datasource" {
+            continue;
+        }
         if let Some(q) = v["query"].as_str() {
             exprs.push(q.to_string());
         }
