@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
-use signet::api::{CRL, CertificateAuthority, RevocationReason};
+use signet::api::{CRL, RevocationReason};
 use signet::controller::revocations::{self, Revoked, SHARD_ENTRIES};
 
 use crate::util;
@@ -18,26 +18,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let controllers = tokio::spawn(signet::controller::run_all(ctx.clone(), 4));
 
     let ca = format!("bench-{}", std::process::id());
-    let root: CertificateAuthority = serde_json::from_value(serde_json::json!({
-        "apiVersion": "signet.dev/v1alpha1", "kind": "CertificateAuthority",
-        "metadata": {"name": ca}, "spec": {"commonName": "Bench Root"}
-    }))?;
-    Api::<CertificateAuthority>::all(client.clone())
-        .create(&PostParams::default(), &root)
-        .await?;
-    util::until("the CA", Duration::from_secs(120), || {
-        let api: Api<CertificateAuthority> = Api::all(client.clone());
-        let ca = ca.clone();
-        async move {
-            let c = api.get(&ca).await.ok()?;
-            c.status?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await?;
+    util::ready_root_ca(&client, &ca, "Bench Root").await?;
 
     // The register, written directly (not timed).
     let not_after = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400;

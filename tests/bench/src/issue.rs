@@ -22,70 +22,26 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
-use signet::api::{Certificate, CertificateAuthority};
-use signet::kms::{DeletionOutcome, KeyManager, KeySpec, SigAlg, SignError, Signer};
+use signet::api::Certificate;
+use signet::kms::{KeySpec, KmsObserver, Observed, SIGN, SignError};
 
 use crate::util;
 
-/// Counts `sign_digest` calls of every key it hands out.
-struct CountingKeys {
-    inner: Arc<dyn KeyManager>,
-    signs: Arc<AtomicU64>,
-}
+/// Counts the signatures made through the key manager it observes (the
+/// project's [`Observed`] wrapper reports every call).
+struct SignCounter(AtomicU64);
 
-struct CountingSigner {
-    inner: Arc<dyn Signer>,
-    signs: Arc<AtomicU64>,
-}
-
-#[async_trait::async_trait]
-impl Signer for CountingSigner {
-    fn public_key_spki_der(&self) -> &[u8] {
-        self.inner.public_key_spki_der()
-    }
-    fn algorithm(&self) -> SigAlg {
-        self.inner.algorithm()
-    }
-    fn key_arn(&self) -> &str {
-        self.inner.key_arn()
-    }
-    fn key_spec(&self) -> KeySpec {
-        self.inner.key_spec()
-    }
-    async fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.signs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sign_digest(digest).await
-    }
-}
-
-impl CountingKeys {
-    fn wrap(&self, s: Arc<dyn Signer>) -> Arc<dyn Signer> {
-        Arc::new(CountingSigner {
-            inner: s,
-            signs: self.signs.clone(),
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl KeyManager for CountingKeys {
-    async fn create_key(
+impl KmsObserver for SignCounter {
+    fn kms_call(
         &self,
-        spec: KeySpec,
-        alias: &str,
-        tags: &[(String, String)],
-    ) -> Result<Arc<dyn Signer>, SignError> {
-        Ok(self.wrap(self.inner.create_key(spec, alias, tags).await?))
-    }
-    async fn adopt_key(&self, key: &str) -> Result<Arc<dyn Signer>, SignError> {
-        Ok(self.wrap(self.inner.adopt_key(key).await?))
-    }
-    async fn schedule_key_deletion(
-        &self,
-        key: &str,
-        pending_days: u8,
-    ) -> Result<DeletionOutcome, SignError> {
-        self.inner.schedule_key_deletion(key, pending_days).await
+        operation: &'static str,
+        _spec: Option<KeySpec>,
+        _took: Duration,
+        _result: Result<(), &SignError>,
+    ) {
+        if operation == SIGN {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -294,26 +250,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     // The CA, made Ready by a first set of controllers that then stops.
     let boot = util::context(&format!("{ns}-boot")).await?;
     let boot_task = tokio::spawn(signet::controller::run_all(boot.clone(), 4));
-    let root: CertificateAuthority = serde_json::from_value(serde_json::json!({
-        "apiVersion": "signet.dev/v1alpha1", "kind": "CertificateAuthority",
-        "metadata": {"name": ca}, "spec": {"commonName": "Bench Issuing Root"}
-    }))?;
-    Api::<CertificateAuthority>::all(client.clone())
-        .create(&PostParams::default(), &root)
-        .await?;
-    util::until("the CA", Duration::from_secs(120), || {
-        let api: Api<CertificateAuthority> = Api::all(client.clone());
-        let ca = ca.clone();
-        async move {
-            let c = api.get(&ca).await.ok()?;
-            c.status?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await?;
+    util::ready_root_ca(&client, &ca, "Bench Issuing Root").await?;
     boot_task.abort();
     let _ = boot_task.await;
     drop(boot);
@@ -322,14 +259,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let api: Api<Certificate> = Api::namespaced(client.clone(), &ns);
     let names: Vec<String> = (0..plan.count).map(|i| format!("c{i:05}")).collect();
 
-    let signs = Arc::new(AtomicU64::new(0));
-    let ctx = util::context_with_keys(&ns, |inner| {
-        Arc::new(CountingKeys {
-            inner,
-            signs: signs.clone(),
-        })
-    })
-    .await?;
+    let signs = Arc::new(SignCounter(AtomicU64::new(0)));
+    let observer = signs.clone();
+    let ctx =
+        util::context_with_keys(&ns, |inner| Arc::new(Observed::new(inner, observer))).await?;
 
     let mut created = HashMap::new();
     if !plan.live {
@@ -359,7 +292,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let cpu = cpu_seconds("self") - cpu_before;
     let api_cpu = cpu_seconds(&env.apiserver_pid.to_string()) - api_cpu_before;
     let peak = util::peak_rss_kib();
-    let sign_calls = signs.load(Ordering::Relaxed);
+    let sign_calls = signs.0.load(Ordering::Relaxed);
 
     // Idle: everything Ready, nothing changes.
     let idle_requests_before = api_requests();

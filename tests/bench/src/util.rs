@@ -98,3 +98,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Creates root CA `name` (common name `cn`) and waits until it is Ready.
+pub async fn ready_root_ca(client: &kube::Client, name: &str, cn: &str) -> anyhow::Result<()> {
+    use kube::api::{Api, PostParams};
+    use signet::api::CertificateAuthority;
+    let root: CertificateAuthority = serde_json::from_value(serde_json::json!({
+        "apiVersion": "signet.dev/v1alpha1", "kind": "CertificateAuthority",
+        "metadata": {"name": name}, "spec": {"commonName": cn}
+    }))?;
+    let api: Api<CertificateAuthority> = Api::all(client.clone());
+    api.create(&PostParams::default(), &root).await?;
+    until("the CA", Duration::from_secs(120), || {
+        let api = api.clone();
+        async move {
+            let c = api.get(name).await.ok()?;
+            c.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await
+}
