@@ -62,6 +62,11 @@ pub struct RunArgs {
     /// Objects reconciled in parallel per controller.
     #[arg(long, env = "SIGNET_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// Also publish an Event for every successful issuance and renewal
+    /// (failures always get one). Off by default: one more API write per
+    /// issuance, and status already says the same.
+    #[arg(long, env = "SIGNET_SUCCESS_EVENTS", default_value_t = false)]
+    pub success_events: bool,
     /// Take a Lease before reconciling (needed when replicas > 1).
     #[arg(long, env = "SIGNET_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -138,7 +143,8 @@ async fn context(args: &RunArgs) -> anyhow::Result<Context> {
         clock: Arc::new(SystemClock),
         instance: args.pod_name.clone(),
     })
-    .with_public_base_url(public_base_url(args)?))
+    .with_public_base_url(public_base_url(args)?)
+    .with_success_events(args.success_events))
 }
 
 /// Runs the operator.

@@ -74,6 +74,7 @@ async fn write(ctx: &Context, (row_id, hash): &(i64, String)) -> Result<(), supe
     let what = format!("ConfigMap {}/{CONFIG_MAP}", ctx.namespace);
     let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.namespace);
     driver::apply_object(
+        ctx,
         &api,
         CONFIG_MAP,
         &cm,

@@ -192,15 +192,19 @@ pub async fn apply_status<K: Kind>(
         "metadata": {"name": name},
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    ctx.echoes.wrote(&written);
     if let Some(clear) = legacy_leftovers(obj, status) {
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(clear))
+        let written = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(clear))
             .await?;
+        ctx.echoes.wrote(&written);
     }
     Ok(())
 }
@@ -231,6 +235,7 @@ fn legacy_leftovers<K: Kind>(obj: &K, status: &K::Status) -> Option<serde_json::
 /// Server-side applies `obj` (field manager `signet`, forced) as `name`
 /// through `api`. A refusal retrying cannot fix names `what` and `fix`.
 pub async fn apply_object<K>(
+    ctx: &Context,
     api: &Api<K>,
     name: &str,
     obj: &K,
@@ -243,13 +248,15 @@ where
     let mut value = serde_json::to_value(obj).map_err(|e| Error::Other(e.to_string()))?;
     value["apiVersion"] = json!(K::api_version(&()));
     value["kind"] = json!(K::kind(&()));
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(value),
-    )
-    .await
-    .map_err(|e| Error::from_write(what, fix, e))?;
+    let written = api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(value),
+        )
+        .await
+        .map_err(|e| Error::from_write(what, fix, e))?;
+    ctx.echoes.wrote(&written);
     Ok(())
 }
 

@@ -35,6 +35,7 @@ pub mod revocation;
 pub mod revocations;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod watches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,13 @@ pub struct Context {
     /// Whether the revoked-by admission policy is in place (and since when
     /// we know).
     vouched: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Versions of our own writes, so their watch echoes wake nothing.
+    pub echoes: watches::Echoes,
+    /// The Certificate controller's watch stores.
+    pub caches: watches::Caches,
+    /// Whether successful issuances also publish an Event (failures always
+    /// do). Off by default: an Event is one more API write per issuance.
+    pub success_events: bool,
 }
 
 /// The parts a [`Context`] is made of.
@@ -122,6 +130,9 @@ impl Context {
             clock: p.clock,
             public_base_url: None,
             vouched: tokio::sync::Mutex::new(None),
+            echoes: watches::Echoes::default(),
+            caches: watches::Caches::default(),
+            success_events: false,
         }
     }
 
@@ -129,6 +140,12 @@ impl Context {
     /// [`ca::urls`]); `url` must have passed [`crate::pki::base_url_problem`].
     pub fn with_public_base_url(mut self, url: Option<String>) -> Self {
         self.public_base_url = url.map(|u| u.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// This context with Events for successful issuances on or off.
+    pub fn with_success_events(mut self, on: bool) -> Self {
+        self.success_events = on;
         self
     }
 

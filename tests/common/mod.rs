@@ -47,7 +47,9 @@ impl Operator {
             .env("SIGNET_PKI_ADDR", format!("127.0.0.1:{pki_port}"))
             .env("SIGNET_LOG_FORMAT", "text")
             .env("SIGNET_LOG_LEVEL", "info")
-            .env("SIGNET_CONCURRENCY", "4");
+            .env("SIGNET_CONCURRENCY", "4")
+            // The tests check the Issued/Renewed Events (off by default).
+            .env("SIGNET_SUCCESS_EVENTS", "true");
         let pid = signet_testenv::spawn_supervised("signet-operator", cmd, &log)
             .expect("starting the operator");
         let op = Operator {
@@ -420,7 +422,8 @@ fn start_in_process(with_base_url: bool) -> InProcess {
                 clock: std::sync::Arc::new(signet::clock::SystemClock),
                 instance: Some("in-process".into()),
             })
-            .with_public_base_url(with_base_url.then(|| format!("http://{}", addrs.1)));
+            .with_public_base_url(with_base_url.then(|| format!("http://{}", addrs.1)))
+            .with_success_events(true);
             let ctx = std::sync::Arc::new(ctx);
             let state = signet::http::HttpState {
                 published: ctx.published.clone(),

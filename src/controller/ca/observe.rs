@@ -56,6 +56,19 @@ pub async fn world(ctx: &Context, ca: &CertificateAuthority) -> Result<World, Er
 /// Follows `issuerRef` upwards until a root, a missing name or a repeat.
 pub async fn ancestry(ctx: &Context, ca: &CertificateAuthority) -> Result<Ancestry, Error> {
     let api: Api<CertificateAuthority> = Api::all(ctx.client.clone());
+    ancestry_with(ca, |name| {
+        let api = api.clone();
+        async move { Ok(api.get_opt(&name).await?) }
+    })
+    .await
+}
+
+/// [`ancestry`], reading each parent with `lookup`.
+pub async fn ancestry_with<F, Fut>(ca: &CertificateAuthority, lookup: F) -> Result<Ancestry, Error>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<CertificateAuthority>, Error>>,
+{
     let mut seen = vec![ca.name_any()];
     let mut out = Ancestry::default();
     let mut next = ca.spec.issuer_ref.as_ref().map(|r| r.name.clone());
@@ -66,7 +79,7 @@ pub async fn ancestry(ctx: &Context, ca: &CertificateAuthority) -> Result<Ancest
             break;
         }
         seen.push(name.clone());
-        let Some(parent) = api.get_opt(&name).await? else {
+        let Some(parent) = lookup(name.clone()).await? else {
             out.missing = Some(name);
             break;
         };

@@ -39,11 +39,16 @@ pub async fn observe(
         return Ok(None);
     };
     let crl = if ca.spec.crl_distribution_points.is_empty() {
-        let crls: Api<CRL> = Api::all(ctx.client.clone());
-        publishing_crl(
-            &ca.name_any(),
-            &crls.list(&ListParams::default()).await?.items,
-        )
+        let all = match ctx.caches.crls() {
+            Some(cached) => cached,
+            None => {
+                Api::<CRL>::all(ctx.client.clone())
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+            }
+        };
+        publishing_crl(&ca.name_any(), &all)
     } else {
         None
     };

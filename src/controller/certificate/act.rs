@@ -96,6 +96,7 @@ pub async fn apply_secret(
     let ns = cert.namespace().unwrap_or_default();
     let name = &cert.spec.secret_name;
     driver::apply_object(
+        ctx,
         &Api::<Secret>::namespaced(ctx.client.clone(), &ns),
         name,
         &secret_for(cert, issuer, leaf, hash),

@@ -10,12 +10,13 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use time::OffsetDateTime;
 use tracing::info;
 
@@ -23,7 +24,7 @@ use super::conditions::Cond;
 use super::driver::{self, Kind, Next};
 use super::{Context, Error};
 use crate::api::{
-    CONDITION_ISSUING, Certificate, CertificateAuthority, CertificateStatus, RevocationReason,
+    CONDITION_ISSUING, CRL, Certificate, CertificateAuthority, CertificateStatus, RevocationReason,
 };
 use crate::clock::{rfc3339, unix_ms};
 use crate::metrics::{CertificateSeries, Metrics};
@@ -282,6 +283,9 @@ async fn issued(
     };
     driver::apply_status(ctx, cert, &status::issued(cert, base, &new, note, now)).await?;
     info!(reason, serial = %facts.serial_hex, "certificate issued");
+    if !ctx.success_events {
+        return Ok(Next::Until(renewal));
+    }
     let ev = if previous.is_some() {
         "Renewed"
     } else {
@@ -318,37 +322,68 @@ fn audit(
 }
 
 /// Runs the Certificate controller.
+///
+/// Its watches fill the stores reconciles read (the CA, the Secret, the
+/// CRLs: see [`super::watches`]), and the echoes of Signet's own status and
+/// Secret writes wake nothing.
 pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
     let client = ctx.client.clone();
-    let ctl = Controller::new(
+    let (certs, cert_writer) = reflector::store::<Certificate>();
+    let (cas, ca_writer) = reflector::store::<CertificateAuthority>();
+    let (crls, crl_writer) = reflector::store::<CRL>();
+    let (secrets, secret_writer) = reflector::store::<Secret>();
+    ctx.caches
+        .install(cas.clone(), crls.clone(), secrets.clone());
+    tokio::spawn(prune_metrics(ctx.clone(), certs.clone()));
+
+    let echoes = ctx.clone();
+    // Certificates keep their managedFields: the status apply reads them
+    // to clear fields an older version wrote with a merge patch.
+    let own = watcher(
         Api::<Certificate>::all(client.clone()),
         watcher::Config::default(),
-    );
-    let store = ctl.store();
-    let store2 = store.clone();
-    tokio::spawn(prune_metrics(ctx.clone(), store.clone()));
-    let stream = ctl
-        // A CA appearing, becoming Ready or renewing wakes its Certificates.
-        .watches(
-            Api::<CertificateAuthority>::all(client.clone()),
-            watcher::Config::default(),
-            move |ca| {
-                let name = ca.name_any();
-                super::refs_where(&store, |c| c.spec.issuer_ref.name == name)
-            },
-        )
-        // A Secret deleted or edited wakes the Certificate that owns it.
-        .watches(
-            Api::<Secret>::all(client),
-            watcher::Config::default().labels(LABEL_CERTIFICATE),
-            move |secret: Secret| {
-                let ns = secret.namespace().unwrap_or_default();
-                let sname = secret.name_any();
-                super::refs_where(&store2, |c| {
-                    c.namespace().as_deref() == Some(&ns) && c.spec.secret_name == sname
-                })
-            },
-        )
+    )
+    .default_backoff()
+    .reflect(cert_writer)
+    .applied_objects()
+    .try_filter(move |c| std::future::ready(!echoes.echoes.is_echo(c)));
+    // CRLs only change the URLs a CA stamps: nothing to wake, just keep
+    // the store current.
+    let crl_stream =
+        watch(Api::<CRL>::all(client.clone()), watcher::Config::default()).reflect(crl_writer);
+    tokio::spawn(crl_stream.for_each(|_| std::future::ready(())));
+    // A CA appearing, becoming Ready or renewing wakes its Certificates.
+    let ca_stream = watch(
+        Api::<CertificateAuthority>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .reflect(ca_writer)
+    .touched_objects();
+    // A Secret deleted or edited wakes the Certificate that owns it; our
+    // own write of it does not.
+    let echoes = ctx.clone();
+    let secret_stream = watch(
+        Api::<Secret>::all(client),
+        watcher::Config::default().labels(LABEL_CERTIFICATE),
+    )
+    .reflect(secret_writer)
+    .touched_objects()
+    .try_filter(move |s| std::future::ready(!echoes.echoes.is_echo(s)));
+
+    let by_issuer = certs.clone();
+    let by_secret = certs.clone();
+    let stream = Controller::for_stream(own, certs)
+        .watches_stream(ca_stream, move |ca| {
+            let name = ca.name_any();
+            super::refs_where(&by_issuer, |c| c.spec.issuer_ref.name == name)
+        })
+        .watches_stream(secret_stream, move |secret: Secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let sname = secret.name_any();
+            super::refs_where(&by_secret, |c| {
+                c.namespace().as_deref() == Some(&ns) && c.spec.secret_name == sname
+            })
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(
@@ -357,6 +392,20 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
             ctx,
         );
     driver::drain("certificate", stream).await;
+}
+
+/// A watch with kube-runtime's default backoff and without the
+/// managedFields (never read, and the bulk of a cached object).
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None)
 }
 
 /// Removes the series of deleted Certificates.

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 
+use super::super::watches::Cached;
 use super::super::{Context, Error};
 use crate::api::{Certificate, CertificateAuthority};
 use crate::controller::ca::urls::PublicUrls;
@@ -72,18 +73,19 @@ pub struct World {
 /// Reads the issuer, the Secret and (when needed) the namespace.
 pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
     let ns = cert.namespace().unwrap_or_default();
-    let cas: Api<CertificateAuthority> = Api::all(ctx.client.clone());
-    let issuer = cas.get_opt(&cert.spec.issuer_ref.name).await?;
+    let issuer = ca_named(ctx, &cert.spec.issuer_ref.name).await?;
     let (ancestors, issuer_urls) = match &issuer {
         Some(ca) => (
-            super::super::ca::observe::ancestry(ctx, ca).await?.parents,
+            super::super::ca::observe::ancestry_with(ca, |name| async move {
+                ca_named(ctx, &name).await
+            })
+            .await?
+            .parents,
             super::super::ca::urls::observe(ctx, ca).await?,
         ),
         None => (Vec::new(), None),
     };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets
-        .get_opt(&cert.spec.secret_name)
+    let secret = secret(ctx, &ns, &cert.spec.secret_name)
         .await?
         .map(|s| SecretSeen::of(&s));
     let by_label = issuer.as_ref().is_some_and(|ca| {
@@ -108,4 +110,26 @@ pub async fn world(ctx: &Context, cert: &Certificate) -> Result<World, Error> {
         secret,
         namespace_labels,
     })
+}
+
+/// CA `name`: from the watch cache, else one GET.
+pub async fn ca_named(ctx: &Context, name: &str) -> Result<Option<CertificateAuthority>, Error> {
+    match ctx.caches.ca(name) {
+        Cached::Hit(ca) => Ok(Some(ca)),
+        Cached::Absent => Ok(None),
+        Cached::Miss => Ok(Api::<CertificateAuthority>::all(ctx.client.clone())
+            .get_opt(name)
+            .await?),
+    }
+}
+
+/// Secret `ns/name`: from the cache of Signet's Secrets, else one GET (a
+/// Secret Signet has not labelled is not in the cache but must be seen).
+async fn secret(ctx: &Context, ns: &str, name: &str) -> Result<Option<Secret>, Error> {
+    if let Some(s) = ctx.caches.secret(ns, name) {
+        return Ok(Some(s));
+    }
+    Ok(Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await?)
 }

@@ -53,12 +53,17 @@ pub fn up_to_date(
     note: Option<&Cond>,
     now: OffsetDateTime,
 ) -> CertificateStatus {
-    let ready = Cond::yes(
-        CONDITION_READY,
-        "Issued",
-        format!("certificate is up to date; renews at {}", rfc3339(renewal)),
-    );
-    let issuing = Cond::no(CONDITION_ISSUING, "UpToDate", "no issuance in progress");
+    let (ready, issuing) = match as_issued(prev, facts, renewal) {
+        Some(kept) => kept,
+        None => (
+            Cond::yes(
+                CONDITION_READY,
+                "Issued",
+                format!("certificate is up to date; renews at {}", rfc3339(renewal)),
+            ),
+            Cond::no(CONDITION_ISSUING, "UpToDate", "no issuance in progress"),
+        ),
+    };
     CertificateStatus {
         conditions: with_conditions(cert, prev, &[ready, issuing], note, now),
         observed_generation: cert.metadata.generation,
@@ -78,6 +83,29 @@ pub fn up_to_date(
         previous_certificates: unexpired(prev.previous_certificates.clone(), |e| &e.not_after, now),
         revocations: unexpired(prev.revocations.clone(), |e| &e.not_after, now),
     }
+}
+
+/// The Ready and Issuing conditions `prev` already has when they describe
+/// this very certificate and renewal: the reconcile after an issuance then
+/// writes nothing (its status equals the one the issuance wrote).
+fn as_issued(
+    prev: &CertificateStatus,
+    facts: &CertFacts,
+    renewal: OffsetDateTime,
+) -> Option<(Cond, Cond)> {
+    if prev.serial_number.as_deref() != Some(facts.serial_hex.as_str())
+        || prev.renewal_time.as_deref() != Some(rfc3339(renewal).as_str())
+    {
+        return None;
+    }
+    let ready =
+        conditions::find(&prev.conditions, CONDITION_READY).filter(|c| c.status == "True")?;
+    let issuing =
+        conditions::find(&prev.conditions, CONDITION_ISSUING).filter(|c| c.status == "False")?;
+    Some((
+        Cond::yes(CONDITION_READY, &ready.reason, ready.message.clone()),
+        Cond::no(CONDITION_ISSUING, &issuing.reason, issuing.message.clone()),
+    ))
 }
 
 /// What a new issuance records.
@@ -283,5 +311,31 @@ mod tests {
         assert!(conditions::is_true(&st.conditions, CONDITION_READY));
         let st = up_to_date(&c, &st, &f, t(6000), "h", None, t(2));
         assert!(conditions::find(&st.conditions, REVOKE_REQUEST_CONDITION).is_none());
+    }
+
+    #[test]
+    fn the_reconcile_after_an_issuance_writes_nothing_unless_something_changed() {
+        let c = cert();
+        let f = facts("02", 9000);
+        let new = NewCertificate {
+            facts: &f,
+            issuer: "root",
+            renewal: t(6000),
+            hash: "h",
+            message: "certificate issued by root, serial 02".into(),
+            why: "a missing secret is issued",
+        };
+        let after_issue = issued(&c, &CertificateStatus::default(), &new, None, t(100));
+        let next = up_to_date(&c, &after_issue, &f, t(6000), "h", None, t(101));
+        assert_eq!(
+            next, after_issue,
+            "the echo of the issuance is not a change"
+        );
+        let renews_later = up_to_date(&c, &after_issue, &f, t(7000), "h", None, t(102));
+        let ready = conditions::find(&renews_later.conditions, CONDITION_READY).unwrap();
+        assert!(ready.message.contains("renews at"), "{}", ready.message);
+        let other = facts("03", 9000);
+        let replaced = up_to_date(&c, &after_issue, &other, t(6000), "h", None, t(103));
+        assert_ne!(replaced.conditions, after_issue.conditions);
     }
 }

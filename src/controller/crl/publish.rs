@@ -111,6 +111,7 @@ pub async fn publish(ctx: &Context, objects: Vec<ConfigMap>, ns: &str) -> Result
     for cm in objects {
         let name = cm.name_any();
         driver::apply_object(
+            ctx,
             &api,
             &name,
             &cm,
