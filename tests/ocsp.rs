@@ -165,18 +165,24 @@ struct Pki {
     ca_pem: std::path::PathBuf,
     good: String,
     good_pem: std::path::PathBuf,
+    _ns: signet_testenv::TestNamespace,
 }
 
 async fn pki(prefix: &str) -> Pki {
     let o = op();
     let env = signet_testenv::env();
     let client = env.client().await;
-    let ns = env.namespace(prefix).await.name().to_string();
+    let guard = env.namespace(prefix).await;
+    let ns = guard.name().to_string();
     let (ca, crl_name) = (unique(prefix), unique(&format!("{prefix}-crl")));
     apply(env, &root_ca(&ca, "")).unwrap();
     apply(env, &crl(&crl_name, &ca, &o.namespace)).unwrap();
     wait_crl(&client, &crl_name, 1, None).await;
-    apply(env, &certificate(&ns, "good", &ca, "  dnsNames: [good.example]\n")).unwrap();
+    apply(
+        env,
+        &certificate(&ns, "good", &ca, "  dnsNames: [good.example]\n"),
+    )
+    .unwrap();
     let c = wait_cert(&client, &ns, "good", ("True", None), None).await;
     let good = c.status.unwrap().serial_number.unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -191,8 +197,15 @@ async fn pki(prefix: &str) -> Pki {
         let (path, url, good) = (path.clone(), url.clone(), good.clone());
         async move {
             let (_, text) = openssl(&[
-                "ocsp", "-issuer", &path, "-serial", &format!("0x{good}"), "-url", &url,
-                "-CAfile", &path,
+                "ocsp",
+                "-issuer",
+                &path,
+                "-serial",
+                &format!("0x{good}"),
+                "-url",
+                &url,
+                "-CAfile",
+                &path,
             ]);
             text.contains(": good").then_some(())
         }
@@ -205,6 +218,7 @@ async fn pki(prefix: &str) -> Pki {
         ca_pem,
         good,
         good_pem,
+        _ns: guard,
     }
 }
 
@@ -212,7 +226,15 @@ async fn pki(prefix: &str) -> Pki {
 fn ask(p: &Pki, serial: &str, url: &str) -> String {
     let ca = p.ca_pem.display().to_string();
     let (_, text) = openssl(&[
-        "ocsp", "-issuer", &ca, "-serial", &format!("0x{serial}"), "-url", url, "-CAfile", &ca,
+        "ocsp",
+        "-issuer",
+        &ca,
+        "-serial",
+        &format!("0x{serial}"),
+        "-url",
+        url,
+        "-CAfile",
+        &ca,
         "-resp_text",
     ]);
     text
@@ -233,7 +255,8 @@ async fn revoke(p: &Pki, name: &str) {
 }
 
 #[tokio::test]
-async fn openssl_gets_good_then_revoked_with_reason_and_time_after_revocation_and_unknown_and_unauthorized() {
+async fn openssl_gets_good_then_revoked_with_reason_and_time_after_revocation_and_unknown_and_unauthorized()
+ {
     let p = pki("ocsp-status").await;
     let o = op();
     let url = format!("http://{}/ocsp/{}", o.pki, p.ca);
@@ -267,7 +290,10 @@ async fn openssl_gets_good_then_revoked_with_reason_and_time_after_revocation_an
     assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
     assert!(revoked.contains("Revocation Time:"), "{revoked}");
     let after = cached_get(&p, o.pki).await;
-    assert!(after.contains(": revoked"), "the GET cache was invalidated: {after}");
+    assert!(
+        after.contains(": revoked"),
+        "the GET cache was invalidated: {after}"
+    );
 }
 
 /// A GET (RFC 5019, no nonce) for the good serial; openssl reads the answer.
@@ -276,29 +302,52 @@ async fn cached_get(p: &Pki, addr: SocketAddr) -> String {
     let ca = p.ca_pem.display().to_string();
     let req = tools::artifact("get-req.der", b"");
     let (ok, t) = openssl(&[
-        "ocsp", "-issuer", &ca, "-cert", &p.good_pem.display().to_string(), "-no_nonce",
-        "-reqout", &req.display().to_string(),
+        "ocsp",
+        "-issuer",
+        &ca,
+        "-cert",
+        &p.good_pem.display().to_string(),
+        "-no_nonce",
+        "-reqout",
+        &req.display().to_string(),
     ]);
     assert!(ok, "{t}");
     let der = std::fs::read(&req).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let path = format!("/ocsp/{}/{}", p.ca, b64.replace('/', "%2F").replace('+', "%2B"));
+    let path = format!(
+        "/ocsp/{}/{}",
+        p.ca,
+        b64.replace('/', "%2F").replace('+', "%2B")
+    );
     let (status, head, body) = http(addr, "GET", &path, "", b"");
     assert_eq!(status, 200, "{head}");
-    assert!(head.contains("content-type: application/ocsp-response"), "{head}");
+    assert!(
+        head.contains("content-type: application/ocsp-response"),
+        "{head}"
+    );
     assert!(
         head.contains("public, no-transform, must-revalidate") && head.contains("expires:"),
         "RFC 5019 caching headers: {head}"
     );
     let findings = tools::pkilint_ocsp(&body);
     assert!(
-        !findings.iter().any(|f| matches!(f.severity.as_str(), "ERROR" | "FATAL")),
+        !findings
+            .iter()
+            .any(|f| matches!(f.severity.as_str(), "ERROR" | "FATAL")),
         "pkilint lint_ocsp_response: {findings:#?}"
     );
     let resp = tools::artifact("get-resp.der", &body);
     let (ok, t) = openssl(&[
-        "ocsp", "-respin", &resp.display().to_string(), "-issuer", &ca, "-cert",
-        &p.good_pem.display().to_string(), "-CAfile", &ca, "-no_nonce",
+        "ocsp",
+        "-respin",
+        &resp.display().to_string(),
+        "-issuer",
+        &ca,
+        "-cert",
+        &p.good_pem.display().to_string(),
+        "-CAfile",
+        &ca,
+        "-no_nonce",
     ]);
     assert!(ok && t.contains("Response verify OK"), "{t}");
     t
@@ -310,17 +359,35 @@ async fn garbage_posts_and_gets_are_malformed_request_never_a_crash() {
     let o = op();
     let malformed = ocsp_error(1);
     for (method, path, body) in [
-        ("POST", format!("/ocsp/{}", p.ca), b"not DER at all".to_vec()),
-        ("POST", format!("/ocsp/{}", p.ca), vec![0x30, 0x82, 0xff, 0xff, 0]),
+        (
+            "POST",
+            format!("/ocsp/{}", p.ca),
+            b"not DER at all".to_vec(),
+        ),
+        (
+            "POST",
+            format!("/ocsp/{}", p.ca),
+            vec![0x30, 0x82, 0xff, 0xff, 0],
+        ),
         ("GET", format!("/ocsp/{}/%%%", p.ca), vec![]),
         ("GET", format!("/ocsp/{}/AAAA", p.ca), vec![]),
     ] {
-        let ctype = if method == "POST" { "application/ocsp-request" } else { "" };
+        let ctype = if method == "POST" {
+            "application/ocsp-request"
+        } else {
+            ""
+        };
         let (status, head, got) = http(o.pki, method, &path, ctype, &body);
         assert_eq!(status, 400, "{method} {path}: {head}");
         assert_eq!(got, malformed, "{method} {path}");
     }
-    let (status, _, _) = http(o.pki, "POST", &format!("/ocsp/{}", p.ca), "text/plain", b"x");
+    let (status, _, _) = http(
+        o.pki,
+        "POST",
+        &format!("/ocsp/{}", p.ca),
+        "text/plain",
+        b"x",
+    );
     assert_eq!(status, 415);
     // The server still answers.
     let url = format!("http://{}/ocsp/{}", o.pki, p.ca);
@@ -340,10 +407,20 @@ async fn a_burst_of_10000_queries_for_1000_serials_costs_no_kms_sign() {
     let ca = p.ca_pem.display().to_string();
     let mut requests = Vec::new();
     for i in 0..1000u32 {
-        let serial = if i == 0 { p.good.clone() } else { format!("5e{i:08x}") };
+        let serial = if i == 0 {
+            p.good.clone()
+        } else {
+            format!("5e{i:08x}")
+        };
         let req = tools::artifact("burst.der", b"");
         let (ok, t) = openssl(&[
-            "ocsp", "-issuer", &ca, "-serial", &format!("0x{serial}"), "-no_nonce", "-reqout",
+            "ocsp",
+            "-issuer",
+            &ca,
+            "-serial",
+            &format!("0x{serial}"),
+            "-no_nonce",
+            "-reqout",
             &req.display().to_string(),
         ]);
         assert!(ok, "{t}");
