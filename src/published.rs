@@ -5,12 +5,21 @@
 //!
 //! Entries are removed when their objects go: the controllers prune names
 //! that are no longer in their caches.
+//!
+//! The OCSP view of a CA ([`PublishedOcsp`]) is what the responder answers
+//! from: the CA's delegated responder (its key lives only here, in
+//! memory), the revocations of the CA's last signed CRL, and the answers
+//! signed from them so far. The CRL controller replaces the view when the
+//! CRL number or the responder changes, which drops the cached answers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
+
+use crate::pki::RevocationReason;
+use crate::pki::ocsp::DelegatedResponder;
 
 /// A signed CRL as served at `/crl/<name>.crl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +48,101 @@ pub struct PublishedCa {
     pub chain_pem: String,
 }
 
+/// Most answers one CA's view keeps; when full it starts over (a flood of
+/// distinct requests costs CPU, never unbounded memory).
+pub const MAX_CACHED_ANSWERS: usize = 16_384;
+
+/// What the OCSP responder of one CA answers from.
+#[derive(Debug)]
+pub struct PublishedOcsp {
+    /// The delegated responder (CA, in-memory key, certificate).
+    pub responder: DelegatedResponder,
+    /// Revoked serials (normal form) of the CA's last signed CRL: when and why.
+    pub revoked: HashMap<String, (OffsetDateTime, Option<RevocationReason>)>,
+    /// The cRLNumber they come from: the cache generation.
+    pub crl_number: u64,
+    /// That CRL's nextUpdate: answers are valid until then at most.
+    pub next_update: OffsetDateTime,
+    /// Signed answers by request (see [`OcspAnswer`]).
+    answers: RwLock<HashMap<Vec<u8>, Arc<OcspAnswer>>>,
+    /// Serials the mirror confirmed as issued by this CA.
+    issued: RwLock<std::collections::HashSet<String>>,
+}
+
+/// A signed OCSP response kept for reuse until its nextUpdate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspAnswer {
+    /// DER `OCSPResponse`.
+    pub der: Vec<u8>,
+    /// producedAt.
+    pub produced_at: OffsetDateTime,
+    /// nextUpdate.
+    pub next_update: OffsetDateTime,
+    /// The outcome label it counts under.
+    pub outcome: &'static str,
+}
+
+impl PublishedOcsp {
+    /// A view with no answers yet.
+    pub fn new(
+        responder: DelegatedResponder,
+        revoked: HashMap<String, (OffsetDateTime, Option<RevocationReason>)>,
+        crl_number: u64,
+        next_update: OffsetDateTime,
+    ) -> Self {
+        PublishedOcsp {
+            responder,
+            revoked,
+            crl_number,
+            next_update,
+            answers: RwLock::default(),
+            issued: RwLock::default(),
+        }
+    }
+
+    /// The cached answer to `key` (the request's CertIDs), if still valid at `now`.
+    pub fn answer(&self, key: &[u8], now: OffsetDateTime) -> Option<Arc<OcspAnswer>> {
+        read(&self.answers)
+            .get(key)
+            .filter(|a| a.next_update > now)
+            .cloned()
+    }
+
+    /// Keeps `answer` for `key`.
+    pub fn keep_answer(&self, key: Vec<u8>, answer: Arc<OcspAnswer>) {
+        let mut map = write(&self.answers);
+        if map.len() >= MAX_CACHED_ANSWERS {
+            map.clear();
+        }
+        map.insert(key, answer);
+    }
+
+    /// Number of cached answers.
+    pub fn cached_answers(&self) -> usize {
+        read(&self.answers).len()
+    }
+
+    /// Whether `serial` is known to be issued by this CA.
+    pub fn is_known_issued(&self, serial: &str) -> bool {
+        read(&self.issued).contains(serial)
+    }
+
+    /// Remembers that the mirror confirmed `serial`.
+    pub fn remember_issued(&self, serial: &str) {
+        let mut set = write(&self.issued);
+        if set.len() >= MAX_CACHED_ANSWERS {
+            set.clear();
+        }
+        set.insert(serial.to_string());
+    }
+}
+
 /// Everything the HTTP side serves.
 #[derive(Debug, Default)]
 pub struct Published {
     crls: RwLock<HashMap<String, PublishedCrl>>,
     cas: RwLock<HashMap<String, PublishedCa>>,
+    ocsp: RwLock<HashMap<String, Arc<PublishedOcsp>>>,
     ready: AtomicBool,
     leader: AtomicBool,
 }
@@ -100,6 +199,21 @@ impl Published {
     /// Keeps only the CAs whose names `keep` accepts.
     pub fn retain_cas(&self, keep: impl Fn(&str) -> bool) {
         write(&self.cas).retain(|k, _| keep(k));
+    }
+
+    /// Publishes (or replaces) the OCSP view of CA `ca`.
+    pub fn put_ocsp(&self, ca: &str, view: Arc<PublishedOcsp>) {
+        write(&self.ocsp).insert(ca.to_string(), view);
+    }
+
+    /// The OCSP view of CA `ca`.
+    pub fn ocsp(&self, ca: &str) -> Option<Arc<PublishedOcsp>> {
+        read(&self.ocsp).get(ca).cloned()
+    }
+
+    /// Keeps only the OCSP views of the CAs `keep` accepts.
+    pub fn retain_ocsp(&self, keep: impl Fn(&str) -> bool) {
+        write(&self.ocsp).retain(|k, _| keep(k));
     }
 
     /// Number of published CRLs and CA certificates.

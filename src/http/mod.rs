@@ -17,6 +17,7 @@
 
 mod admin;
 mod io;
+mod ocsp;
 mod pki;
 mod reply;
 
@@ -300,7 +301,9 @@ async fn answer(
         Route::Crl { name, pem } => pki::crl(p, name, pem, headers, OffsetDateTime::now_utc()),
         Route::CaCert { name, pem } => pki::ca_cert(p, name, pem, headers),
         Route::CaChain { name } => pki::ca_chain(p, name, headers),
-        Route::Ocsp { ca, .. } => pki::ocsp(ca, body),
+        Route::Ocsp { ca, get } => {
+            ocsp::answer(state, ca, get, headers, body, OffsetDateTime::now_utc()).await
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! | `/ca/<ca>.crt` | the CA certificate, DER (AIA caIssuers) | `application/pkix-cert` |
 //! | `/ca/<ca>.pem` | the CA certificate, PEM | `application/x-pem-file` |
 //! | `/ca/<ca>/chain.pem` | the CA certificate and its parents, PEM | `application/x-pem-file` |
-//! | `/ocsp/<ca>` | OCSP (POST; GET with the request in the path) | |
+//! | `/ocsp/<ca>` | OCSP (POST; GET with the request in the path; see `ocsp.rs`) | `application/ocsp-response` |
 //!
 //! CRLs carry `Cache-Control: max-age` up to their nextUpdate,
 //! `Last-Modified` (thisUpdate) and a strong `ETag` (cRLNumber and
@@ -126,17 +126,6 @@ pub fn ca_chain(p: &Published, name: &str, req: &HeaderMap) -> Reply {
     }
 }
 
-/// `/ocsp/<ca>`: routed and method-checked, answered by the OCSP responder
-/// once it exists.
-pub fn ocsp(ca: &str, _request: &Bytes) -> Reply {
-    Reply::text(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "this Signet version has no OCSP responder for {ca:?} yet; use the CRL named in the certificate's CRL distribution point\n"
-        ),
-    )
-}
-
 /// A certificate file whose ETag is the digest of `body`.
 fn certificate_file(
     body: Vec<u8>,
@@ -204,7 +193,7 @@ impl Cache {
 
 /// Whether an `If-None-Match` list names `etag` (weak comparison, as
 /// RFC 9110 13.1.2 prescribes for this header) or is `*`.
-fn etag_listed(list: &str, etag: &str) -> bool {
+pub(super) fn etag_listed(list: &str, etag: &str) -> bool {
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
     let want = opaque(etag);
     list.split(',')
@@ -212,11 +201,11 @@ fn etag_listed(list: &str, etag: &str) -> bool {
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date(t: OffsetDateTime) -> String {
+pub(super) fn http_date(t: OffsetDateTime) -> String {
     httpdate::fmt_http_date(SystemTime::from(t))
 }
 
-fn not_modified() -> Reply {
+pub(super) fn not_modified() -> Reply {
     Reply {
         status: StatusCode::NOT_MODIFIED,
         headers: HeaderMap::new(),

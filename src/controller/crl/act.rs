@@ -68,7 +68,10 @@ pub async fn carry_out(
                 now,
             );
             driver::apply_status(ctx, crl, &st).await?;
-            Ok(Next::Until(refresh_at.min(now + super::MAX_RECHECK)))
+            let next = refresh_at.min(now + super::MAX_RECHECK);
+            Ok(Next::Until(
+                ocsp_step(ctx, crl, world, &facts, now, next).await,
+            ))
         }
         Decision::Sign {
             issuer,
@@ -128,12 +131,45 @@ pub async fn carry_out(
             driver::apply_status(ctx, crl, &st).await?;
             info!(number, revoked = signed.entries, why, "CRL published");
             let refresh = time::Duration::try_from(lifetime.before_end).unwrap_or_default();
-            Ok(Next::Until(
-                (signed.next_update - refresh).min(now + super::MAX_RECHECK),
-            ))
+            let next = (signed.next_update - refresh).min(now + super::MAX_RECHECK);
+            let next = match pki::crl_facts(&signed.der) {
+                Ok(facts) => ocsp_step(ctx, crl, world, &facts, now, next).await,
+                Err(e) => {
+                    warn!(error = %e, "the CRL just signed does not parse; OCSP not updated");
+                    next
+                }
+            };
+            Ok(Next::Until(next))
         }
     }
 }
+
+/// Keeps the CA's OCSP view in step with the CRL just published (see
+/// [`super::ocsp`]); returns when to reconcile next. A failure (KMS down)
+/// leaves the CRL published and is retried within a minute.
+async fn ocsp_step(
+    ctx: &Context,
+    crl: &CRL,
+    world: &World,
+    facts: &pki::CrlFacts,
+    now: OffsetDateTime,
+    next: OffsetDateTime,
+) -> OffsetDateTime {
+    let Some(ca) = &world.ca else {
+        return next;
+    };
+    let name = &crl.spec.ca_ref.name;
+    match super::ocsp::refresh(ctx, ca, name, facts, now).await {
+        Ok(()) => super::ocsp::renew_at(ctx, name).map_or(next, |at| next.min(at)),
+        Err(e) => {
+            warn!(error = %e, reason = e.reason(), "OCSP responder not updated; retrying within a minute");
+            next.min(now + OCSP_RETRY)
+        }
+    }
+}
+
+/// How soon a failed OCSP responder update is tried again.
+const OCSP_RETRY: time::Duration = time::Duration::minutes(1);
 
 /// The status of a published CRL. Pure.
 #[allow(clippy::too_many_arguments)]

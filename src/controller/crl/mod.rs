@@ -4,6 +4,7 @@
 mod act;
 pub mod decide;
 pub mod observe;
+pub mod ocsp;
 pub mod publish;
 
 use std::sync::Arc;
@@ -143,6 +144,12 @@ async fn prune_published(ctx: Arc<Context>, store: kube::runtime::reflector::Sto
         let names: std::collections::HashSet<String> =
             store.state().iter().map(|c| c.name_any()).collect();
         ctx.published.retain_crls(|n| names.contains(n));
+        let cas: std::collections::HashSet<String> = store
+            .state()
+            .iter()
+            .map(|c| c.spec.ca_ref.name.clone())
+            .collect();
+        ctx.published.retain_ocsp(|ca| cas.contains(ca));
         ctx.metrics.retain_crls(|n| names.contains(n));
     }
 }

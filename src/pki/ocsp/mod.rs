@@ -26,7 +26,7 @@ pub use request::{
     CertId, HashAlgorithm, MAX_CERTS, MAX_EXTENSIONS, MAX_NONCE_LEN, MAX_REQUEST_LEN, OcspError,
     OcspRequest, decode_get, parse_request,
 };
-pub use responder::{MAX_RESPONDER_VALIDITY, Responder, issue_responder};
+pub use responder::{DelegatedResponder, MAX_RESPONDER_VALIDITY, Responder, issue_responder};
 pub use response::sign_response;
 
 use time::OffsetDateTime;

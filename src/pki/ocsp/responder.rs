@@ -272,3 +272,91 @@ pub(super) fn responder_subject(ca: &DistinguishedName) -> DistinguishedName {
     }
     dn
 }
+
+/// A delegated responder that owns its parts: the CA, the responder key
+/// (in memory only) and its certificate, checked once by [`Responder::delegated`]
+/// when built. [`DelegatedResponder::responder`] then lends a
+/// [`Responder`] per answer without checking again.
+pub struct DelegatedResponder {
+    issuer: IssuerInfo,
+    key: std::sync::Arc<dyn Signer>,
+    cert_der: Vec<u8>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    key_hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for DelegatedResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelegatedResponder")
+            .field("issuer", &self.issuer.subject())
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DelegatedResponder {
+    /// Checks `cert_der` as [`Responder::delegated`] does and keeps it
+    /// with `key` and `issuer`.
+    pub fn new(
+        issuer: IssuerInfo,
+        key: std::sync::Arc<dyn Signer>,
+        cert_der: Vec<u8>,
+    ) -> Result<Self, PkiError> {
+        let (not_before, not_after, key_hash) = {
+            let r = Responder::delegated(&issuer, key.as_ref(), &cert_der)?;
+            let d = r
+                .delegated
+                .as_ref()
+                .ok_or_else(|| PkiError::InvalidResponder("not a delegated responder".into()))?;
+            (d.not_before, d.not_after, r.key_hash.clone())
+        };
+        Ok(DelegatedResponder {
+            issuer,
+            key,
+            cert_der,
+            not_before,
+            not_after,
+            key_hash,
+        })
+    }
+
+    /// The responder that signs with it.
+    pub fn responder(&self) -> Responder<'_> {
+        Responder {
+            issuer: &self.issuer,
+            signer: self.key.as_ref(),
+            delegated: Some(Delegated {
+                cert_der: &self.cert_der,
+                not_before: self.not_before,
+                not_after: self.not_after,
+            }),
+            key_hash: self.key_hash.clone(),
+        }
+    }
+
+    /// The CA it answers for.
+    pub fn issuer(&self) -> &IssuerInfo {
+        &self.issuer
+    }
+
+    /// The responder certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The responder key (for a new view with the same certificate).
+    pub fn key(&self) -> std::sync::Arc<dyn Signer> {
+        self.key.clone()
+    }
+
+    /// The responder certificate's notBefore.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+
+    /// The responder certificate's notAfter.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+}
