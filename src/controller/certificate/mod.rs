@@ -97,6 +97,12 @@ impl Kind for Certificate {
         match decision {
             Decision::UpToDate { cert, renewal } => {
                 if base.serial_number.as_deref() != Some(cert.serial_hex.as_str()) {
+                    if status_already_has(ctx, self, &cert.serial_hex).await? {
+                        // Only the watch store lags our own status write;
+                        // a status built on it would drop what that write
+                        // recorded (revision, previous certificates).
+                        return Ok(Next::Until(renewal));
+                    }
                     // In the Secret but never in status: the reconcile that
                     // issued it stopped early. Make sure it is on record.
                     let revision = base.revision.unwrap_or(0) + 1;
@@ -189,6 +195,25 @@ impl Kind for Certificate {
             },
         );
     }
+}
+
+/// Whether the Certificate as the API server has it (not as the watch
+/// store may still have it) already records `serial`. One GET, only on the
+/// rare path where the Secret is ahead of the cached status.
+async fn status_already_has(
+    ctx: &Context,
+    cert: &Certificate,
+    serial: &str,
+) -> Result<bool, Error> {
+    let fresh = cert
+        .api(ctx.client.clone())
+        .get_opt(&cert.name_any())
+        .await?;
+    Ok(fresh
+        .and_then(|c| c.status)
+        .and_then(|s| s.serial_number)
+        .as_deref()
+        == Some(serial))
 }
 
 /// `spec.revocation`: revoke every unexpired certificate of the object and
