@@ -8,33 +8,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use signet::kms::{
-    AwsKms, KeySpec, KmsObserver, KmsSettings, Observed, SIGN, SignError, StaticCredentials,
-};
+use signet::kms::{AwsKms, KeySpec, KmsSettings, Observed, SignCounter, StaticCredentials};
 use signet_testenv::tools;
-
-/// Counts KMS `Sign` calls.
-struct SignCounter(AtomicU64);
-
-impl KmsObserver for SignCounter {
-    fn kms_call(
-        &self,
-        operation: &'static str,
-        _spec: Option<KeySpec>,
-        _took: Duration,
-        _result: Result<(), &SignError>,
-    ) {
-        if operation == SIGN {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 struct Op {
     namespace: String,
@@ -50,7 +30,7 @@ fn op() -> &'static Op {
         let env = signet_testenv::env();
         let ns = "signet-ocsp".to_string();
         env.kubectl_ok(&["create", "namespace", &ns]).ok();
-        let signs = Arc::new(SignCounter(AtomicU64::new(0)));
+        let signs = Arc::new(SignCounter::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let (ns2, signs2) = (ns.clone(), signs.clone());
         std::thread::spawn(move || {
@@ -426,7 +406,7 @@ async fn a_burst_of_10000_queries_for_1000_serials_costs_no_kms_sign() {
         assert!(ok, "{t}");
         requests.push(std::fs::read(&req).unwrap());
     }
-    let before = o.signs.0.load(Ordering::Relaxed);
+    let before = o.signs.count();
     let started = std::time::Instant::now();
     let path = format!("/ocsp/{}", p.ca);
     let answered = tokio::task::spawn_blocking(move || {
@@ -442,7 +422,7 @@ async fn a_burst_of_10000_queries_for_1000_serials_costs_no_kms_sign() {
     })
     .await
     .unwrap();
-    let signs = o.signs.0.load(Ordering::Relaxed) - before;
+    let signs = o.signs.count() - before;
     eprintln!(
         "OCSP burst: 10000 queries for 1000 serials in {:?}, {signs} KMS Sign calls",
         started.elapsed()

@@ -34,7 +34,9 @@ use std::sync::Arc;
 pub use aws::{AwsKms, KeySpec, KmsSettings, KmsSigner, StaticCredentials};
 pub use error::SignError;
 pub use local::{LocalKms, LocalSigner};
-pub use observed::{ADOPT_KEY, CREATE_KEY, KmsObserver, Observed, SCHEDULE_KEY_DELETION, SIGN};
+pub use observed::{
+    ADOPT_KEY, CREATE_KEY, KmsObserver, Observed, SCHEDULE_KEY_DELETION, SIGN, SignCounter,
+};
 pub use retry::RetryPolicy;
 pub use verify::verify_digest_signature;
 

@@ -33,6 +33,32 @@ pub trait KmsObserver: Send + Sync {
     );
 }
 
+/// Counts the `Sign` calls it observes (benchmarks and tests that check a
+/// KMS call budget).
+#[derive(Debug, Default)]
+pub struct SignCounter(std::sync::atomic::AtomicU64);
+
+impl SignCounter {
+    /// Signatures counted so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl KmsObserver for SignCounter {
+    fn kms_call(
+        &self,
+        operation: &'static str,
+        _spec: Option<KeySpec>,
+        _took: Duration,
+        _result: Result<(), &SignError>,
+    ) {
+        if operation == SIGN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// A [`KeyManager`] whose calls, and whose signers' signatures, are
 /// reported to an observer.
 pub struct Observed {

@@ -23,27 +23,9 @@ use futures::StreamExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use signet::api::Certificate;
-use signet::kms::{KeySpec, KmsObserver, Observed, SIGN, SignError};
+use signet::kms::{Observed, SignCounter};
 
 use crate::util;
-
-/// Counts the signatures made through the key manager it observes (the
-/// project's [`Observed`] wrapper reports every call).
-struct SignCounter(AtomicU64);
-
-impl KmsObserver for SignCounter {
-    fn kms_call(
-        &self,
-        operation: &'static str,
-        _spec: Option<KeySpec>,
-        _took: Duration,
-        _result: Result<(), &SignError>,
-    ) {
-        if operation == SIGN {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What one run is asked to do.
 struct Plan {
@@ -259,7 +241,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let api: Api<Certificate> = Api::namespaced(client.clone(), &ns);
     let names: Vec<String> = (0..plan.count).map(|i| format!("c{i:05}")).collect();
 
-    let signs = Arc::new(SignCounter(AtomicU64::new(0)));
+    let signs = Arc::new(SignCounter::default());
     let observer = signs.clone();
     let ctx =
         util::context_with_keys(&ns, |inner| Arc::new(Observed::new(inner, observer))).await?;
@@ -292,7 +274,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let cpu = cpu_seconds("self") - cpu_before;
     let api_cpu = cpu_seconds(&env.apiserver_pid.to_string()) - api_cpu_before;
     let peak = util::peak_rss_kib();
-    let sign_calls = signs.0.load(Ordering::Relaxed);
+    let sign_calls = signs.count();
 
     // Idle: everything Ready, nothing changes.
     let idle_requests_before = api_requests();
