@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 # control plane per test binary.
 TEST_THREADS ?= 2
 
-.PHONY: all build release image testenv test seed-target test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz bench
+.PHONY: all build release image testenv test seed-target test-rust lint fmt clippy crds readme demo demo-down leak-check version-check help fuzz fuzz-ci bench
 
 help:
 	@echo "make demo     run Signet end to end on this machine"
@@ -65,7 +65,8 @@ lint: fmt clippy
 # `cargo test --release` build that also produces the release binary the
 # Dockerfile ships, so the tests run against exactly that binary. Then the
 # tests against the real control plane and local-kms, a check that no test
-# process leaked, and `signet --version` of the release binary.
+# process leaked, a bounded fuzz run of the OCSP request parser (fuzz-ci),
+# and `signet --version` of the release binary.
 test: testenv fmt seed-target
 	@python3 hack/mtimes.py restore "$(CARGO_TARGET_DIR)"
 	cargo clippy --locked --release --workspace --all-targets -- -D warnings
@@ -76,6 +77,7 @@ test: testenv fmt seed-target
 	python3 hack/mtimes.py save "$(CARGO_TARGET_DIR)"; \
 	rc=0; cargo test --locked --release --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS) || rc=$$?; \
 	hack/leak-check.sh || rc=1; \
+	$(MAKE) --no-print-directory fuzz-ci || rc=1; \
 	rm -rf "$$state"; exit $$rc
 	@v="$$("$(CARGO_TARGET_DIR)/release/signet" --version)"; echo "release binary: $$v"; \
 	case "$$v" in "signet "*) ;; *) echo "unexpected --version output: $$v" >&2; exit 1;; esac
@@ -109,6 +111,32 @@ fuzz:
 	  -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 || rc=$$?; \
 	rm -rf "$$scratch"; exit $$rc
 
+# The same fuzz target, as `make test` runs it: built on the stable
+# toolchain with libFuzzer's coverage instrumentation (no AddressSanitizer,
+# which needs nightly; the parser is safe Rust, so what it would add is
+# little) plus debug assertions and overflow checks, without installing
+# cargo-fuzz. FUZZ_CI_SECONDS of fuzzing from the committed seeds; any
+# crash, panic or timeout fails the suite and leaves the input in
+# hack/fuzz/artifacts/.
+FUZZ_CI_SECONDS ?= 60
+FUZZ_CI_TARGET_DIR ?= $(HOME)/.cache/signet/fuzz-ci-$(FUZZ_LOCK_HASH)
+FUZZ_CI_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
+
+fuzz-ci:
+	env -u CARGO_TARGET_DIR RUSTFLAGS="$(FUZZ_CI_RUSTFLAGS)" cargo build --locked --release --quiet \
+	  --manifest-path hack/fuzz/Cargo.toml --target-dir "$(FUZZ_CI_TARGET_DIR)" --bin parse_request
+	@mkdir -p hack/fuzz/artifacts; scratch="$$(mktemp -d -t signet-fuzz.XXXXXX)"; rc=0; \
+	mkdir "$$scratch/corpus"; \
+	"$(FUZZ_CI_TARGET_DIR)/release/parse_request" "$$scratch/corpus" hack/fuzz/corpus/parse_request \
+	  -max_total_time=$(FUZZ_CI_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 \
+	  -artifact_prefix=hack/fuzz/artifacts/ > "$$scratch/log" 2>&1 || rc=$$?; \
+	if [ "$$rc" -ne 0 ]; then tail -40 "$$scratch/log" >&2; \
+	  echo "fuzz-ci: the OCSP request parser failed (exit $$rc); the input is in hack/fuzz/artifacts/" >&2; \
+	else grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' "$$scratch/log" || true; fi; \
+	rm -rf "$$scratch"; exit $$rc
+
 # Issuance (backlog and live) and CRL benchmarks: the controllers in the
 # bench process against the test environment's kube-apiserver and
 # local-kms. One JSON line per scenario; BENCHMARKS.md has the figures.
@@ -123,6 +151,7 @@ bench: testenv seed-target
 	"$$b" issue --count $(BENCH_COUNT) --mode backlog --idle $(BENCH_IDLE) || rc=$$?; \
 	"$$b" issue --count $(BENCH_COUNT) --mode live --rate $(BENCH_RATE) --idle 0 || rc=$$?; \
 	"$$b" crl --entries 100000 || rc=$$?; \
+	"$$b" ocsp --serials 1000 --clients 8 --seconds 10 || rc=$$?; \
 	rm -rf "$$state"; exit $$rc
 
 crds:

@@ -2,7 +2,8 @@
 //!
 //! Module arrows point one way:
 //!
-//! * `api` — CRD types, pure; `clock` — the injected clock;
+//! * `api` — CRD types, pure; `clock` — the injected clock; `fence` — whether
+//!   this process may write now (the leader lease, by its own clock);
 //! * `kms` — the `Signer` and `KeyManager` traits, AWS KMS, in-memory keys;
 //! * `pki` — X.509/CRL building and parsing, pure, takes a signer and `now`
 //!   (uses `api`, `kms`);
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod clock;
 pub mod controller;
+pub mod fence;
 pub mod http;
 pub mod kms;
 pub mod logging;

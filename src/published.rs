@@ -145,6 +145,7 @@ pub struct Published {
     ocsp: RwLock<HashMap<String, Arc<PublishedOcsp>>>,
     ready: AtomicBool,
     leader: AtomicBool,
+    standby: AtomicBool,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -239,6 +240,16 @@ impl Published {
     /// Whether this replica reconciles.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Relaxed)
+    }
+
+    /// Marks this replica as a standby waiting for the leader lease.
+    pub fn set_standby(&self, v: bool) {
+        self.standby.store(v, Ordering::Relaxed);
+    }
+
+    /// Whether this replica stands by (ready to take over).
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
     }
 }
 

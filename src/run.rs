@@ -12,11 +12,17 @@ use kube::Client;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use crate::clock::SystemClock;
-use crate::controller::{self, Context, ContextParts, leader, rebuild};
-use crate::http::{self, HttpState, Limits, Site};
+use crate::controller::leader::{self, Elector, LeaseConfig};
+use crate::controller::{self, Context, ContextParts, rebuild};
+use crate::fence::Fence;
+use crate::http::{self, HttpState, Limits, Site, StoreSlot};
 use crate::kms::{AwsKms, KmsSettings};
-use crate::store::Store;
+use crate::metrics::Metrics;
+use crate::published::Published;
+use crate::store::{Store, StoreOptions};
 
 /// `signet run` options; every flag can also come from the environment.
 #[derive(clap::Args, Debug, Clone)]
@@ -73,6 +79,35 @@ pub struct RunArgs {
     /// Identity in the leader Lease (default: the pod's hostname).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// How long the leader Lease is valid without renewal, in seconds. The
+    /// leader acts only during the first two thirds after each renewal (by
+    /// its own clock); a standby takes over after a whole duration without
+    /// one.
+    #[arg(long, env = "SIGNET_LEASE_DURATION", default_value_t = leader::LEASE_SECONDS,
+          value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub lease_duration: u64,
+    /// With leader election, label this pod `signet.dev/leader=true|false`
+    /// (needs POD_NAME and patch on pods; the chart's PKI Service selects
+    /// the leader by it).
+    #[arg(long, env = "SIGNET_LEADER_LABEL", default_value_t = false)]
+    pub leader_label: bool,
+    /// Sign Kubernetes CertificateSigningRequests whose signerName is
+    /// `<signer-domain>/<ca>` once approved (needs the chart's CSR RBAC).
+    #[arg(long, env = "SIGNET_CSR_SIGNER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub csr_signer: bool,
+    /// Sign PodCertificateRequests whose signerName is
+    /// `<signer-domain>/<ca>` (once the API server serves them; needs the
+    /// chart's pod certificate RBAC).
+    #[arg(long, env = "SIGNET_POD_CERTIFICATE_SIGNER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pod_certificate_signer: bool,
+    /// Domain of the signer names this install answers, e.g. `signet.dev`
+    /// (CSRs for `signet.dev/<ca>`); two installs need different ones.
+    #[arg(long, env = "SIGNET_SIGNER_DOMAIN", default_value = controller::DEFAULT_SIGNER_DOMAIN)]
+    pub signer_domain: String,
+    /// On SIGTERM, how long in-flight reconciles may take to finish before
+    /// the process exits anyway (keep it below the pod's grace period).
+    #[arg(long, env = "SIGNET_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u64,
 }
 
 fn default_namespace() -> String {
@@ -115,47 +150,155 @@ async fn bind_listeners(args: &RunArgs) -> anyhow::Result<(TcpListener, TcpListe
     Ok((admin, pki))
 }
 
-async fn context(args: &RunArgs) -> anyhow::Result<Context> {
-    let default_key_spec = controller::parse_key_spec(&args.default_key_spec)?;
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let kms = AwsKms::new(KmsSettings {
+/// What the HTTP listeners serve, made before the controllers exist (a
+/// standby serves probes and metrics while it waits).
+struct Shared {
+    published: Arc<Published>,
+    metrics: Arc<Metrics>,
+    store: StoreSlot,
+}
+
+/// The KMS client (configured, not called: a standby checks its settings
+/// before it waits).
+async fn kms_client(args: &RunArgs) -> anyhow::Result<AwsKms> {
+    AwsKms::new(KmsSettings {
         region: args.kms_region.clone(),
         endpoint: args.kms_endpoint.clone(),
         alias_prefix: args.kms_alias_prefix.clone(),
         ..KmsSettings::default()
     })
     .await
-    .context("configuring the AWS KMS client")?;
-    let store = Store::open(&args.db).with_context(|| {
+    .context("configuring the AWS KMS client")
+}
+
+/// Opens the database (the leader only) and wires the context.
+async fn context(
+    args: &RunArgs,
+    client: Client,
+    kms: AwsKms,
+    fence: Fence,
+    shared: &Shared,
+) -> anyhow::Result<Context> {
+    let default_key_spec = controller::parse_key_spec(&args.default_key_spec)?;
+    let opts = StoreOptions {
+        fence: fence.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&args.db, opts).with_context(|| {
         format!(
             "opening the database {} (to start over, move the file aside: Signet rebuilds the mirror from the cluster)",
             args.db.display()
         )
     })?;
-    Ok(Context::new(ContextParts {
-        client,
-        keys: Arc::new(kms),
-        store,
-        namespace: args.namespace.clone(),
-        default_key_spec,
-        clock: Arc::new(SystemClock),
-        instance: args.pod_name.clone(),
-    })
+    shared.store.set(store.clone());
+    Ok(Context::new_with(
+        ContextParts {
+            client,
+            keys: Arc::new(kms),
+            store,
+            namespace: args.namespace.clone(),
+            default_key_spec,
+            clock: Arc::new(SystemClock),
+            instance: args.pod_name.clone(),
+        },
+        shared.published.clone(),
+        shared.metrics.clone(),
+    )
+    .with_fence(fence)
     .with_public_base_url(public_base_url(args)?)
-    .with_success_events(args.success_events))
+    .with_success_events(args.success_events)
+    .with_csr_signer(&args.signer_domain, args.csr_signer)
+    .with_pod_certificate_signer(args.pod_certificate_signer))
 }
 
-/// Runs the operator.
+/// SIGTERM and SIGINT, registered once at start so that none is missed
+/// between the phases that wait for them.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+    }
+}
+
+/// The leader side of `run`: the elector, and how this pod is labelled.
+struct Leadership {
+    elector: Elector,
+    client: Client,
+    namespace: String,
+    label_pod: Option<String>,
+}
+
+impl Leadership {
+    fn new(args: &RunArgs, client: Client, fence: Fence) -> Self {
+        let identity = args
+            .pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("signet-{}", std::process::id()));
+        let cfg = LeaseConfig {
+            namespace: args.namespace.clone(),
+            identity,
+            duration: Duration::from_secs(args.lease_duration),
+        };
+        Leadership {
+            elector: Elector::new(client.clone(), cfg, fence),
+            client,
+            namespace: args.namespace.clone(),
+            label_pod: args.pod_name.clone().filter(|_| args.leader_label),
+        }
+    }
+
+    async fn label(&self, leader: bool) {
+        if let Some(pod) = &self.label_pod {
+            leader::label_pod(self.client.clone(), &self.namespace, pod, leader).await;
+        }
+    }
+}
+
+/// How the controllers' run ended.
+enum Ended {
+    Signal,
+    Lost(leader::Lost),
+    Controllers,
+}
+
+/// Runs the operator: listeners first (so probes answer), then — with
+/// leader election — stand by until this replica holds the Lease, and only
+/// then open the database and start the controllers.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     public_base_url(&args)?;
+    if !controller::csr::decide::is_signer_domain(&args.signer_domain) {
+        anyhow::bail!(
+            "--signer-domain / SIGNET_SIGNER_DOMAIN {:?} is not a DNS domain (lowercase, with a dot, e.g. signet.dev or pki.example.com)",
+            args.signer_domain
+        );
+    }
+    controller::parse_key_spec(&args.default_key_spec)?;
+    let mut signals = Signals::install()?;
     let (admin, pki) = bind_listeners(&args).await?;
-    let ctx = Arc::new(context(&args).await?);
+    let shared = Shared {
+        published: Arc::new(Published::new()),
+        metrics: Arc::new(Metrics::new()),
+        store: StoreSlot::default(),
+    };
     let state = HttpState {
-        published: ctx.published.clone(),
-        metrics: ctx.metrics.clone(),
-        store: ctx.store.clone(),
+        published: shared.published.clone(),
+        metrics: shared.metrics.clone(),
+        store: shared.store.clone(),
     };
     let limits = Limits::default();
     let servers = [
@@ -165,53 +308,123 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(
         admin = %args.http_addr,
         pki = %args.pki_addr,
-        public_base_url = ctx.public_base_url.as_deref().unwrap_or(""),
         namespace = %args.namespace,
+        leader_election = args.leader_election,
         "signet starting"
     );
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let kms = kms_client(&args).await?;
 
-    if args.leader_election {
-        let identity = args
-            .pod_name
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| format!("signet-{}", std::process::id()));
-        leader::acquire(ctx.client.clone(), &args.namespace, &identity).await?;
-        tokio::spawn(leader::hold(
-            ctx.client.clone(),
-            args.namespace.clone(),
-            identity,
-        ));
+    let fence = if args.leader_election {
+        Fence::leased()
+    } else {
+        Fence::open()
+    };
+    let mut leadership = args
+        .leader_election
+        .then(|| Leadership::new(&args, client.clone(), fence.clone()));
+    if let Some(l) = leadership.as_mut() {
+        l.label(false).await;
+        shared.published.set_standby(true);
+        tokio::select! {
+            _ = l.elector.acquire() => {},
+            _ = signals.recv() => {
+                info!("stopped while standing by; the database was never opened");
+                return Ok(());
+            }
+        }
+        shared.published.set_standby(false);
+        l.label(true).await;
     }
+
+    let ctx = Arc::new(context(&args, client, kms, fence, &shared).await?);
     ctx.published.set_leader(true);
-    if let Err(e) = rebuild::rebuild_if_empty(&ctx).await {
+    let ended = lead(&ctx, &args, &mut signals, leadership.as_mut()).await;
+    shut_down(&ctx, leadership.as_mut(), &ended).await;
+    for server in servers {
+        server.abort();
+    }
+    match ended {
+        Ended::Lost(why) => anyhow::bail!(
+            "lost the leader lease ({why}); exiting without signing again, so that this pod restarts as a standby"
+        ),
+        Ended::Signal | Ended::Controllers => Ok(()),
+    }
+}
+
+/// Reconciles until a signal, a lost lease, or the controllers ending.
+async fn lead(
+    ctx: &Arc<Context>,
+    args: &RunArgs,
+    signals: &mut Signals,
+    leadership: Option<&mut Leadership>,
+) -> Ended {
+    if let Err(e) = rebuild::rebuild_if_empty(ctx).await {
         warn!(error = %e, "mirror rebuild failed; continuing (the mirror catches up as objects reconcile)");
     }
     tokio::spawn(rebuild::keep_rebuilt(ctx.clone()));
     tokio::spawn(controller::anchor::keep_anchored(ctx.clone()));
-
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
+    let mut controllers = tokio::spawn(controller::run_all(ctx.clone(), args.concurrency.max(1)));
+    ctx.published.set_ready(true);
+    let hold = async {
+        match leadership {
+            Some(l) => l.elector.hold().await,
+            None => std::future::pending().await,
         }
     };
-    ctx.published.set_ready(true);
-    tokio::select! {
-        _ = controller::run_all(ctx.clone(), args.concurrency.max(1)) => {},
-        _ = shutdown => info!("shutting down"),
-    }
+    let ended = tokio::select! {
+        _ = signals.recv() => Ended::Signal,
+        lost = hold => Ended::Lost(lost),
+        _ = &mut controllers => Ended::Controllers,
+    };
     ctx.published.set_ready(false);
-    // Bounded: a degraded store would wait for the disk forever.
-    match tokio::time::timeout(Duration::from_secs(10), ctx.store.flush()).await {
-        Ok(Ok(())) => {}
+    ctx.stop.request();
+    info!("stopping: taking no new work, finishing the reconciles in flight");
+    let limit = Duration::from_secs(args.shutdown_timeout);
+    if !controllers.is_finished() {
+        match tokio::time::timeout(limit, controllers).await {
+            Ok(_) => info!("controllers stopped; in-flight reconciles finished"),
+            Err(_) => warn!(
+                timeout_secs = args.shutdown_timeout,
+                "in-flight reconciles did not finish in time; exiting anyway (the next leader picks them up)"
+            ),
+        }
+    }
+    ended
+}
+
+/// After the controllers stopped: flush the audit queue, hand the Lease
+/// over (on a signal), unlabel the pod.
+async fn shut_down(ctx: &Context, leadership: Option<&mut Leadership>, ended: &Ended) {
+    if matches!(ended, Ended::Signal) {
+        info!("shutting down");
+    }
+    if matches!(ended, Ended::Lost(_)) {
+        // The fence forbids committing now; an issuance whose audit row is
+        // still queued is recorded by the new leader from its Secret.
+        warn!(
+            queued = ctx.store.stats().queued,
+            "not flushing the database: this replica no longer holds the lease"
+        );
+    } else {
+        flush(ctx).await;
+    }
+    if let Some(l) = leadership {
+        if matches!(ended, Ended::Signal | Ended::Controllers) {
+            l.elector.release().await;
+        }
+        l.label(false).await;
+    }
+}
+
+/// Writes the queued audit and mirror rows, bounded: a degraded store
+/// would wait for the disk forever.
+async fn flush(ctx: &Context) {
+    match tokio::time::timeout(Duration::from_secs(5), ctx.store.flush()).await {
+        Ok(Ok(())) => info!("audit queue flushed"),
         Ok(Err(e)) => warn!(error = %e, "could not flush the database on shutdown"),
         Err(_) => warn!("database flush timed out on shutdown; queued audit rows were not written"),
     }
-    for server in servers {
-        server.abort();
-    }
-    Ok(())
 }

@@ -24,7 +24,7 @@ async fn nothing_is_signed_while_the_audit_trail_cannot_be_written_and_signing_r
     let http = HttpState {
         published: op.ctx.published.clone(),
         metrics: op.ctx.metrics.clone(),
-        store: op.ctx.store.clone(),
+        store: op.ctx.store.clone().into(),
     };
     op.ctx.published.set_ready(true);
     assert_eq!(route(&http, Site::Admin, "/readyz").await.status, 200);

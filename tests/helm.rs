@@ -263,7 +263,56 @@ fn expected_cluster_rules() -> BTreeSet<RuleKey> {
     ]
     .into_iter()
     .chain(cert_manager_rules())
+    .chain(csr_signer_rules("signet.dev"))
+    .chain(pod_certificate_rules("signet.dev"))
     .collect()
+}
+
+/// `sign` for exactly this install's signer names (CSRs and pod
+/// certificates).
+fn sign_rule(domain: &str) -> RuleKey {
+    named_rule(
+        &["certificates.k8s.io"],
+        &["signers"],
+        &["sign"],
+        &[&format!("{domain}/*")],
+    )
+}
+
+/// The Kubernetes CSR signer: read CSRs, update their status, and `sign`.
+fn csr_signer_rules(domain: &str) -> [RuleKey; 3] {
+    [
+        rule(
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests"],
+            &["get", "list", "watch"],
+        ),
+        rule(
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests/status"],
+            &["update"],
+        ),
+        sign_rule(domain),
+    ]
+}
+
+/// The PodCertificateRequest signer: read requests, update their status,
+/// get what they name, and `sign`.
+fn pod_certificate_rules(domain: &str) -> [RuleKey; 4] {
+    [
+        rule(
+            &["certificates.k8s.io"],
+            &["podcertificaterequests"],
+            &["get", "list", "watch"],
+        ),
+        rule(
+            &["certificates.k8s.io"],
+            &["podcertificaterequests/status"],
+            &["update"],
+        ),
+        rule(&[""], &["pods", "serviceaccounts", "nodes"], &["get"]),
+        sign_rule(domain),
+    ]
 }
 
 /// The cert-manager external issuer: read CertificateRequests, patch their
@@ -308,6 +357,12 @@ fn leases_rule() -> RuleKey {
         &["leases"],
         &["get", "create", "update"],
     )
+}
+
+/// The leader labels its own pod `signet.dev/leader` (the PKI Service
+/// selects it).
+fn pod_label_rule() -> RuleKey {
+    rule(&[""], &["pods"], &["patch"])
 }
 
 /// Values that change everything the chart lets users change.
@@ -440,6 +495,9 @@ fn default_values_render_one_hardened_recreate_replica() {
         "--log-level=info",
         "--log-format=json",
         "--concurrency=8",
+        "--csr-signer=true",
+        "--pod-certificate-signer=true",
+        "--signer-domain=signet.dev",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }
@@ -643,12 +701,15 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         .collect()
     );
 
-    // Leader election adds Leases, and only Leases, in the release namespace.
+    // Leader election adds Leases and the pod label, and only those, in the
+    // release namespace.
     for values in ["replicaCount: 2\n", "leaderElection: {enabled: true}\n"] {
         let r = render("signet", "signet-system", values);
         assert_eq!(
             rules(r.named("Role", "signet").unwrap()),
-            [configmaps_rule(), leases_rule()].into_iter().collect(),
+            [configmaps_rule(), leases_rule(), pod_label_rule()]
+                .into_iter()
+                .collect(),
             "{values}"
         );
         assert_eq!(
@@ -672,6 +733,52 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         .filter(|r| !cert_manager_rules().contains(r))
         .collect();
     assert_eq!(rules(r.named("ClusterRole", "signet").unwrap()), without);
+
+    // Each signer's toggle drops its own rules (sign stays while the other
+    // needs it) and turns it off; both off, no certificates.k8s.io access.
+    let r = render("signet", "signet-system", "rbac: {csrSigner: false}\n");
+    let csr_only = |d| {
+        csr_signer_rules(d)
+            .into_iter()
+            .filter(|r| *r != sign_rule(d))
+            .collect::<Vec<_>>()
+    };
+    let without: BTreeSet<RuleKey> = expected_cluster_rules()
+        .into_iter()
+        .filter(|r| !csr_only("signet.dev").contains(r))
+        .collect();
+    assert_eq!(rules(r.named("ClusterRole", "signet").unwrap()), without);
+    assert!(r.args().iter().any(|a| a == "--csr-signer=false"));
+    let r = render(
+        "signet",
+        "signet-system",
+        "rbac: {csrSigner: false, podCertificateSigner: false}\n",
+    );
+    let neither: BTreeSet<RuleKey> = expected_cluster_rules()
+        .into_iter()
+        .filter(|r| {
+            !csr_signer_rules("signet.dev").contains(r)
+                && !pod_certificate_rules("signet.dev").contains(r)
+        })
+        .collect();
+    assert_eq!(rules(r.named("ClusterRole", "signet").unwrap()), neither);
+    assert!(
+        r.args()
+            .iter()
+            .any(|a| a == "--pod-certificate-signer=false")
+    );
+    let r = render("signet", "signet-system", "signerDomain: pki.example.com\n");
+    let moved: BTreeSet<RuleKey> = expected_cluster_rules()
+        .into_iter()
+        .filter(|r| *r != sign_rule("signet.dev"))
+        .chain([sign_rule("pki.example.com")])
+        .collect();
+    assert_eq!(rules(r.named("ClusterRole", "signet").unwrap()), moved);
+    assert!(
+        r.args()
+            .iter()
+            .any(|a| a == "--signer-domain=pki.example.com")
+    );
 
     // rbac.create=false renders no RBAC at all.
     let r = render("signet", "signet-system", "rbac: {create: false}\n");
@@ -699,6 +806,8 @@ fn custom_values_reach_every_object() {
     let args = r.args();
     for want in [
         "--leader-election",
+        "--leader-label",
+        "--lease-duration=15",
         "--kms-endpoint=https://vpce-0abc.kms.eu-west-1.vpce.amazonaws.com",
         "--kms-alias-prefix=alias/pki/prod/",
         "--default-key-spec=RSA_3072",
@@ -840,7 +949,9 @@ fn custom_values_reach_every_object() {
     );
     assert_eq!(
         rules(r.named("Role", "pki").unwrap()),
-        [configmaps_rule(), leases_rule()].into_iter().collect()
+        [configmaps_rule(), leases_rule(), pod_label_rule()]
+            .into_iter()
+            .collect()
     );
     let crl_role = r.named("Role", "pki-crl").expect("Role for CRL ConfigMaps");
     assert_eq!(crl_role["metadata"]["namespace"], "pki-public");
@@ -992,6 +1103,16 @@ fn bad_values_are_rejected_with_a_message_naming_the_value() {
             "does not match pattern",
         ),
         ("pki: {port: 80}\n", "/pki/port", "minimum"),
+        (
+            "signerDomain: Signet_Dev\n",
+            "/signerDomain",
+            "does not match pattern",
+        ),
+        (
+            "leaderElection: {leaseDurationSeconds: 1}\n",
+            "/leaderElection/leaseDurationSeconds",
+            "minimum",
+        ),
     ];
     for (values, names, says) in cases {
         let out = try_render("signet", "signet-system", values);
@@ -1010,6 +1131,79 @@ fn bad_values_are_rejected_with_a_message_naming_the_value() {
             "{values:?}: message should say {says:?}:\n{msg}"
         );
     }
+}
+
+#[test]
+fn ha_replicas_share_one_node_route_pki_to_the_leader_and_never_share_sqlite_over_rwx() {
+    // One replica: no affinity added, the PKI Service selects the pod.
+    let r = render("signet", "signet-system", "");
+    assert!(r.pod_spec().get("affinity").is_none());
+    let pki = r.named("Service", "signet-pki").expect("PKI Service");
+    assert!(pki["spec"]["selector"].get("signet.dev/leader").is_none());
+    assert!(!r.args().iter().any(|a| a == "--leader-label"));
+
+    // Several: co-located on one node (they share the ReadWriteOnce claim)
+    // and the PKI Service routes to the leader only.
+    let r = render(
+        "signet",
+        "signet-system",
+        "replicaCount: 2\nleaderElection: {leaseDurationSeconds: 20}\n",
+    );
+    let term = &r.pod_spec()["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        term["labelSelector"]["matchLabels"],
+        r.deployment()["spec"]["selector"]["matchLabels"]
+    );
+    let pki = r.named("Service", "signet-pki").unwrap();
+    assert_eq!(pki["spec"]["selector"]["signet.dev/leader"], "true");
+    let args = r.args();
+    for want in ["--leader-election", "--leader-label", "--lease-duration=20"] {
+        assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
+    }
+    // A podAffinity of the user's own wins.
+    let r = render(
+        "signet",
+        "signet-system",
+        "replicaCount: 2\naffinity: {podAffinity: {preferredDuringSchedulingIgnoredDuringExecution: []}}\n",
+    );
+    assert!(
+        r.pod_spec()["affinity"]["podAffinity"]
+            .get("requiredDuringSchedulingIgnoredDuringExecution")
+            .is_none()
+    );
+
+    // SQLite in WAL mode on a shared network volume is refused outright, and
+    // ReadWriteOncePod would leave every standby Pending.
+    for (values, says) in [
+        (
+            "persistence: {accessModes: [ReadWriteMany]}\n",
+            "ReadWriteMany is refused",
+        ),
+        (
+            "replicaCount: 2\npersistence: {accessModes: [ReadWriteOncePod]}\n",
+            "ReadWriteOncePod lets only one pod",
+        ),
+    ] {
+        let out = try_render("signet", "signet-system", values);
+        let msg = text(&out);
+        assert!(!out.status.success(), "{values:?} was accepted");
+        assert!(
+            msg.contains("persistence.accessModes") && msg.contains(says),
+            "{values:?}: {msg}"
+        );
+    }
+    assert!(
+        try_render(
+            "signet",
+            "signet-system",
+            "persistence: {accessModes: [ReadWriteOncePod]}\n"
+        )
+        .status
+        .success(),
+        "ReadWriteOncePod is fine for one replica"
+    );
 }
 
 #[test]

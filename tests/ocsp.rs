@@ -74,7 +74,7 @@ fn op() -> &'static Op {
                 let state = signet::http::HttpState {
                     published: ctx.published.clone(),
                     metrics: ctx.metrics.clone(),
-                    store: ctx.store.clone(),
+                    store: ctx.store.clone().into(),
                 };
                 tokio::spawn(signet::http::serve(
                     pki,
@@ -429,4 +429,143 @@ async fn a_burst_of_10000_queries_for_1000_serials_costs_no_kms_sign() {
     );
     assert_eq!(answered, 10_000);
     assert_eq!(signs, 0, "answers must not cost KMS signatures");
+}
+
+/// `openssl s_server` serving `cert`/`key` on loopback for one connection,
+/// stapling the OCSP response in `staple`; returns its port once it
+/// accepts.
+fn s_server(cert: &str, key: &str, staple: &str) -> (std::process::Child, u16) {
+    let port = signet_testenv::free_port();
+    let log = tools::artifact("s_server.log", b"");
+    let out = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let child = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            cert,
+            "-key",
+            key,
+            "-status_file",
+            staple,
+            "-naccept",
+            "1",
+            "-quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("openssl s_server");
+    let start = std::time::Instant::now();
+    // Up once the port cannot be bound any more (a probe connection would
+    // use up the one accepted session).
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "s_server did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// `openssl s_client -status -crl_check` against `port`, trusting `ca`
+/// and checking `crl`: (handshake verified, output).
+fn s_client(port: u16, ca: &str, crl: &str) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "good.example",
+            "-CAfile",
+            ca,
+            "-CRL",
+            crl,
+            "-crl_check",
+            "-status",
+            "-verify_return_error",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The OCSP response for `cert_pem` (DER file) and the served CRL (PEM
+/// file), as a relying party fetches them from the PKI endpoints.
+fn fetch_staple_and_crl(p: &Pki, addr: SocketAddr, tag: &str) -> (String, String) {
+    let ca = p.ca_pem.display().to_string();
+    let resp = tools::artifact(&format!("staple-{tag}.der"), b"");
+    let (ok, text) = openssl(&[
+        "ocsp",
+        "-issuer",
+        &ca,
+        "-cert",
+        &p.good_pem.display().to_string(),
+        "-url",
+        &format!("http://{addr}/ocsp/{}", p.ca),
+        "-CAfile",
+        &ca,
+        "-respout",
+        &resp.display().to_string(),
+    ]);
+    assert!(ok, "{text}");
+    let (status, _, crl) = http(addr, "GET", &format!("/crl/{}.pem", p.crl), "", b"");
+    assert_eq!(status, 200);
+    let crl = tools::artifact(&format!("crl-{tag}.pem"), &crl);
+    (resp.display().to_string(), crl.display().to_string())
+}
+
+#[tokio::test]
+async fn tls_handshake_with_stapled_ocsp_and_crl_check_succeeds_when_good_and_fails_once_revoked() {
+    let p = pki("ocsp-tls").await;
+    let o = op();
+    let client = signet_testenv::env().client().await;
+    let secret = Api::<Secret>::namespaced(client.clone(), &p.ns)
+        .get("good-tls")
+        .await
+        .unwrap();
+    let key = tools::artifact("good.key", secret_text(&secret, "tls.key").as_bytes());
+    let (cert, key) = (p.good_pem.display().to_string(), key.display().to_string());
+    let ca = p.ca_pem.display().to_string();
+
+    let (staple, crl) = fetch_staple_and_crl(&p, o.pki, "good");
+    let (mut server, port) = s_server(&cert, &key, &staple);
+    let (ok, text) = s_client(port, &ca, &crl);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(ok, "a good certificate must pass -crl_check:\n{text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("OCSP Response Status: successful"), "{text}");
+    assert!(text.contains("Cert Status: good"), "{text}");
+
+    revoke(&p, "good").await;
+    wait_crl(&client, &p.crl, 2, None).await;
+    let (staple, crl) = fetch_staple_and_crl(&p, o.pki, "revoked");
+    let (mut server, port) = s_server(&cert, &key, &staple);
+    let (ok, text) = s_client(port, &ca, &crl);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        !ok,
+        "a revoked certificate must fail the handshake:\n{text}"
+    );
+    assert!(text.contains("certificate revoked"), "{text}");
+    let (_, staple_text) = openssl(&["ocsp", "-respin", &staple, "-resp_text", "-noverify"]);
+    assert!(
+        staple_text.contains("Cert Status: revoked"),
+        "the stapled answer says so too:\n{staple_text}"
+    );
 }

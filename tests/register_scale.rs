@@ -124,7 +124,7 @@ async fn a_ca_holds_100000_revocations_and_its_crl_outgrows_a_config_map_but_is_
     let http = HttpState {
         published: op.ctx.published.clone(),
         metrics: op.ctx.metrics.clone(),
-        store: op.ctx.store.clone(),
+        store: op.ctx.store.clone().into(),
     };
     let served = route(&http, Site::Pki, &format!("/crl/{crl_name}.crl")).await;
     assert_eq!(served.status, 200);

@@ -881,3 +881,53 @@ async fn a_rejected_record_does_not_sink_its_batch() {
     assert_eq!((counts.audit_rows, counts.certificates), (2, 2));
     assert!(reader.verify_audit_chain().expect("verify").is_intact());
 }
+
+#[tokio::test]
+async fn store_fence_closed_commits_nothing_keeps_it_queued_and_catches_up_when_open() {
+    let dir = TempDir::new("fence");
+    let fence = signet::fence::Fence::leased();
+    let store = Store::open_with(
+        &dir.db(),
+        signet::store::StoreOptions {
+            fence: fence.clone(),
+            ..fast_retry()
+        },
+    )
+    .expect("open");
+    store.audit(event(1, AuditOperation::CertificateIssued, "ns", "root"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), store.flush())
+            .await
+            .is_err(),
+        "a closed fence must hold the write back"
+    );
+    let reader = Reader::open(&dir.db()).expect("reader");
+    assert!(
+        reader
+            .audit(&AuditQuery::default())
+            .expect("audit")
+            .is_empty()
+    );
+    match store.health() {
+        StoreHealth::Degraded { reason } => {
+            assert!(reason.contains("leader lease"), "{reason}")
+        }
+        StoreHealth::Ok => panic!("a fenced store must report itself degraded"),
+    }
+    assert_eq!(
+        store.stats().queued,
+        1,
+        "the write stays queued, not dropped"
+    );
+
+    fence.extend_until(std::time::Instant::now() + Duration::from_secs(60));
+    tokio::time::timeout(Duration::from_secs(5), store.flush())
+        .await
+        .expect("flush once the fence is open")
+        .expect("flush");
+    assert_eq!(
+        reader.audit(&AuditQuery::default()).expect("audit").len(),
+        1
+    );
+    assert!(store.health().is_ok());
+}

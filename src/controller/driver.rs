@@ -29,6 +29,47 @@ use crate::clock::{parse_rfc3339, rfc3339};
 use crate::metrics::Metrics;
 use crate::store::AuditEvent;
 
+/// A stop request every controller waits on: once requested, each stops
+/// taking work and finishes the reconciles it is running
+/// (kube-runtime's graceful shutdown), so `run_all` returns with nothing
+/// half-done. Cloneable; all clones share one request.
+#[derive(Clone)]
+pub struct Stop {
+    tx: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    rx: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        use futures::FutureExt;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        Stop {
+            tx: Arc::new(std::sync::Mutex::new(Some(tx))),
+            rx: rx.map(|_| ()).boxed().shared(),
+        }
+    }
+}
+
+impl Stop {
+    /// Asks every controller to stop (idempotent).
+    pub fn request(&self) {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// Resolves once a stop is requested (the controllers' shutdown
+    /// trigger).
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        self.rx.clone()
+    }
+}
+
 /// What a successful reconcile asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -184,6 +225,7 @@ pub async fn apply_status<K: Kind>(
     if obj.status_of() == Some(status) {
         return Ok(());
     }
+    ctx.may_write()?;
     let api = obj.api(ctx.client.clone());
     let name = obj.name_any();
     let body = json!({
@@ -245,6 +287,7 @@ pub async fn apply_object<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize,
 {
+    ctx.may_write()?;
     let mut value = serde_json::to_value(obj).map_err(|e| Error::Other(e.to_string()))?;
     value["apiVersion"] = json!(K::api_version(&()));
     value["kind"] = json!(K::kind(&()));
@@ -263,6 +306,9 @@ where
 /// Publishes an Event about `obj`; a failure to publish is logged, never
 /// fatal. Callers emit only on changes, so failures do not storm.
 pub async fn event<K: Kind>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: String) {
+    if ctx.may_write().is_err() {
+        return;
+    }
     let ev = kube::runtime::events::Event {
         type_,
         reason: reason.into(),
@@ -275,6 +321,9 @@ pub async fn event<K: Kind>(ctx: &Context, obj: &K, type_: EventType, reason: &s
     }
 }
 
+/// When a replica whose fence is closed looks at an object again.
+pub const NOT_LEADER_RETRY: Duration = Duration::from_secs(10);
+
 /// The reconcile function handed to kube-runtime for every kind.
 pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!(
@@ -286,6 +335,11 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
 }
 
 async fn run<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Not the writer (lease lost, or paused past it): touch nothing, look
+    // again later; the leader reconciles this object meanwhile.
+    if ctx.may_write().is_err() {
+        return Ok(Action::requeue(NOT_LEADER_RETRY));
+    }
     let now = ctx.clock.now();
     if let Some(st) = obj.status_of() {
         obj.record_metrics(st, &ctx.metrics);
@@ -340,6 +394,11 @@ async fn fail<K: Kind>(
     err: Error,
     now: OffsetDateTime,
 ) -> Result<Action, Error> {
+    if err.is_not_leader() {
+        // Nothing to record: writing it is what the fence forbids.
+        warn!(error = %err, "not the leader; leaving this object to the replica that is");
+        return Ok(Action::requeue(NOT_LEADER_RETRY));
+    }
     let (reason, message) = (err.reason(), err.to_string());
     let changed = obj
         .status_of()

@@ -26,11 +26,14 @@ pub mod certmanager;
 pub mod cli;
 pub mod conditions;
 pub mod crl;
+pub mod csr;
 pub mod driver;
 pub mod leader;
 pub mod mirror;
+pub mod podcert;
 pub mod policy;
 pub mod rebuild;
+pub mod requests;
 pub mod revocation;
 pub mod revocations;
 #[cfg(test)]
@@ -87,6 +90,20 @@ pub struct Context {
     /// Whether successful issuances also publish an Event (failures always
     /// do). Off by default: an Event is one more API write per issuance.
     pub success_events: bool,
+    /// Whether this process may write now (the leader lease; always open
+    /// without leader election). Checked before every API write here and
+    /// by the KMS wrapper and the store writer.
+    pub fence: crate::fence::Fence,
+    /// Asks the controllers to stop taking work and finish what runs.
+    pub stop: driver::Stop,
+    /// Signer names this install answers: `<signer_domain>/<ca>`
+    /// (Kubernetes CSRs).
+    pub signer_domain: String,
+    /// Whether the Kubernetes CSR signer runs.
+    pub csr_signer: bool,
+    /// Whether the PodCertificateRequest signer runs (once the API is
+    /// served).
+    pub pod_certificate_signer: bool,
 }
 
 /// The parts a [`Context`] is made of.
@@ -111,11 +128,16 @@ impl Context {
     /// A context with fresh metrics and published state. Every KMS call
     /// through `keys` is reported to the metrics.
     pub fn new(p: ContextParts) -> Self {
+        Self::new_with(p, Arc::new(Published::new()), Arc::new(Metrics::new()))
+    }
+
+    /// [`Context::new`] around published state and metrics that already
+    /// exist (the HTTP side serves them while a standby waits).
+    pub fn new_with(p: ContextParts, published: Arc<Published>, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: "signet".into(),
             instance: p.instance,
         };
-        let metrics = Arc::new(Metrics::new());
         metrics.watch_store(p.store.clone());
         Context {
             recorder: Recorder::new(p.client.clone(), reporter),
@@ -126,14 +148,48 @@ impl Context {
             metrics,
             namespace: p.namespace,
             default_key_spec: p.default_key_spec,
-            published: Arc::new(Published::new()),
+            published,
             clock: p.clock,
             public_base_url: None,
             vouched: tokio::sync::Mutex::new(None),
             echoes: watches::Echoes::default(),
             caches: watches::Caches::default(),
             success_events: false,
+            fence: crate::fence::Fence::open(),
+            stop: driver::Stop::default(),
+            signer_domain: DEFAULT_SIGNER_DOMAIN.into(),
+            csr_signer: true,
+            pod_certificate_signer: true,
         }
+    }
+
+    /// This context with the PodCertificateRequest signer on or off.
+    pub fn with_pod_certificate_signer(mut self, on: bool) -> Self {
+        self.pod_certificate_signer = on;
+        self
+    }
+
+    /// This context answering signer names `<domain>/<ca>`, with the
+    /// Kubernetes CSR signer on or off.
+    pub fn with_csr_signer(mut self, domain: &str, on: bool) -> Self {
+        self.signer_domain = domain.to_string();
+        self.csr_signer = on;
+        self
+    }
+
+    /// This context behind `fence`: KMS calls and API writes need it open
+    /// (give the store the same fence through its options).
+    pub fn with_fence(mut self, fence: crate::fence::Fence) -> Self {
+        self.keys = Arc::new(crate::kms::Fenced::new(self.keys, fence.clone()));
+        self.fence = fence;
+        self
+    }
+
+    /// Ok while this process may write (see [`crate::fence`]).
+    pub fn may_write(&self) -> Result<(), Error> {
+        self.fence
+            .check()
+            .map_err(|e| Error::NotLeader(e.to_string()))
     }
 
     /// This context with `url` as the default public base URL (see
@@ -226,6 +282,9 @@ impl Context {
     }
 }
 
+/// Default signer domain: CSRs for `signet.dev/<ca>` are Signet's.
+pub const DEFAULT_SIGNER_DOMAIN: &str = "signet.dev";
+
 /// How long an issuance waits for its audit row to be committed.
 pub const AUDIT_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -274,6 +333,10 @@ pub enum Error {
     /// The Kubernetes API failed in a way worth retrying.
     #[error("{}", kube_message(.0))]
     Kube(#[from] kube::Error),
+    /// This replica's leader lease is not valid by its own clock: it
+    /// writes nothing (the leader does the work).
+    #[error("{0}")]
+    NotLeader(String),
     /// Anything else (retryable).
     #[error("{0}")]
     Other(String),
@@ -314,6 +377,7 @@ impl Error {
             Error::Pki(e) => e.reason(),
             Error::AuditUnavailable(_) => "AuditUnavailable",
             Error::Kube(_) => "KubernetesAPIError",
+            Error::NotLeader(_) => "NotLeader",
             Error::Other(_) => "InternalError",
         }
     }
@@ -330,8 +394,19 @@ impl Error {
             | Error::IssuerNotReady(_) => false,
             Error::Kms(e) => e.is_retryable(),
             Error::Pki(e) => e.is_retryable(),
-            Error::AuditUnavailable(_) | Error::Kube(_) | Error::Other(_) => true,
+            Error::AuditUnavailable(_) | Error::Kube(_) | Error::NotLeader(_) | Error::Other(_) => {
+                true
+            }
         }
+    }
+
+    /// Whether this failure is the fence refusing (nothing to record: the
+    /// leader does the work).
+    pub fn is_not_leader(&self) -> bool {
+        matches!(
+            self,
+            Error::NotLeader(_) | Error::Kms(SignError::NotLeader { .. })
+        )
     }
 
     /// Classifies a failed write of `what` (e.g. `Secret demo/web-tls`): a
@@ -368,17 +443,30 @@ pub fn parse_key_spec(s: &str) -> anyhow::Result<KeySpec> {
     })
 }
 
-/// Runs the controllers until one of them ends (on SIGTERM/SIGINT
-/// they all do). Tests run this in-process with their own [`Context`].
+/// Runs the controllers until all of them have stopped: after
+/// [`Context::stop`] is requested each stops taking work and finishes the
+/// reconciles it runs, so nothing half-done (signed but not written, written
+/// but not recorded) is dropped. Tests run this in-process with their own
+/// [`Context`].
 pub async fn run_all(ctx: Arc<Context>, concurrency: u16) {
-    tokio::select! {
-        _ = ca::controller(ctx.clone(), concurrency) => {},
-        _ = certificate::controller(ctx.clone(), concurrency) => {},
-        _ = crl::controller(ctx.clone(), concurrency) => {},
-        _ = revocation::controller(ctx.clone(), concurrency) => {},
-        // Stays off (and never returns) until cert-manager's CRDs appear.
-        _ = certmanager::controller(ctx, concurrency) => {},
-    }
+    tokio::join!(
+        ca::controller(ctx.clone(), concurrency),
+        certificate::controller(ctx.clone(), concurrency),
+        crl::controller(ctx.clone(), concurrency),
+        revocation::controller(ctx.clone(), concurrency),
+        // Stays off until cert-manager's CRDs appear (or a stop).
+        certmanager::controller(ctx.clone(), concurrency),
+        async {
+            if ctx.csr_signer {
+                csr::controller(ctx.clone(), concurrency).await;
+            }
+        },
+        async {
+            if ctx.pod_certificate_signer {
+                podcert::controller(ctx.clone(), concurrency).await;
+            }
+        },
+    );
 }
 
 /// The objects in a controller's cache that `pred` selects, as reconcile

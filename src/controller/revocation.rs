@@ -241,7 +241,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
         watcher::Config::default(),
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-    .shutdown_on_signal()
+    .graceful_shutdown_on(ctx.stop.wait())
     .run(
         driver::reconcile::<Revocation>,
         driver::error_policy::<Revocation>,

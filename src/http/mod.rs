@@ -49,8 +49,33 @@ pub struct HttpState {
     pub published: Arc<Published>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
-    /// The mirror (health and queue depth only).
-    pub store: Store,
+    /// The mirror, once this replica opened it (a standby does not).
+    pub store: StoreSlot,
+}
+
+/// The store as the HTTP side sees it: empty until the replica leads and
+/// opens the database. Cloneable; clones share the slot.
+#[derive(Clone, Default)]
+pub struct StoreSlot(Arc<std::sync::OnceLock<Store>>);
+
+impl StoreSlot {
+    /// Fills the slot (once; later calls are ignored).
+    pub fn set(&self, store: Store) {
+        let _ = self.0.set(store);
+    }
+
+    /// The store, when open.
+    pub fn get(&self) -> Option<&Store> {
+        self.0.get()
+    }
+}
+
+impl From<Store> for StoreSlot {
+    fn from(store: Store) -> Self {
+        let slot = StoreSlot::default();
+        slot.set(store);
+        slot
+    }
 }
 
 /// Which listener a request arrived on.

@@ -237,8 +237,11 @@ async fn status_of(
     if view.is_known_issued(&serial) {
         return Ok(CertStatus::Good);
     }
-    let rows = state
-        .store
+    let Some(store) = state.store.get() else {
+        // A replica that does not lead has nothing published to answer from.
+        return Err(ErrorStatus::TryLater);
+    };
+    let rows = store
         .list_certificates(CertQuery {
             ca: Some(ca.to_string()),
             serial: Some(serial.clone()),

@@ -95,6 +95,16 @@ pub enum SignError {
         /// Why.
         detail: String,
     },
+    /// This replica's leader lease is not valid by its own clock, so it
+    /// does not sign ([`crate::fence`]). Retryable: the replica that holds
+    /// the Lease does the work.
+    #[error("not signing with KMS key {key}: {detail}")]
+    NotLeader {
+        /// Key id, ARN or alias.
+        key: String,
+        /// Why the fence is closed.
+        detail: String,
+    },
     /// A KMS quota was hit (e.g. number of keys). Terminal until raised.
     #[error("KMS limit exceeded: {detail}")]
     LimitExceeded {
@@ -147,6 +157,7 @@ impl SignError {
             SignError::Unavailable { .. }
                 | SignError::Throttled { .. }
                 | SignError::CredentialsUnavailable { .. }
+                | SignError::NotLeader { .. }
         )
     }
 
@@ -165,6 +176,7 @@ impl SignError {
             SignError::AliasExists { .. } => "KMSAliasExists",
             SignError::InvalidAlias { .. } => "KMSInvalidAlias",
             SignError::LimitExceeded { .. } => "KMSLimitExceeded",
+            SignError::NotLeader { .. } => "NotLeader",
             SignError::SignatureMismatch { .. } => "SignatureMismatch",
             SignError::InvalidDigest { .. } => "InvalidDigest",
             SignError::Config { .. } => "KMSConfig",

@@ -24,6 +24,7 @@
 
 mod aws;
 mod error;
+mod fenced;
 pub mod local;
 mod observed;
 mod retry;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 pub use aws::{AwsKms, KeySpec, KmsSettings, KmsSigner, StaticCredentials};
 pub use error::SignError;
+pub use fenced::Fenced;
 pub use local::{LocalKms, LocalSigner};
 pub use observed::{
     ADOPT_KEY, CREATE_KEY, KmsObserver, Observed, SCHEDULE_KEY_DELETION, SIGN, SignCounter,

@@ -98,6 +98,32 @@ pub fn parse_csr(pem_bytes: &[u8]) -> Result<CsrContents, CsrError> {
     Ok(out)
 }
 
+/// The contents of a bare public key (DER SubjectPublicKeyInfo) whose
+/// possession someone else verified: no subject, no SANs.
+pub fn contents_of_spki(der: &[u8]) -> Result<CsrContents, CsrError> {
+    let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
+        .map_err(|e| bad(format!("not a DER SubjectPublicKeyInfo: {e}")))?;
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes after the public key"));
+    }
+    Ok(CsrContents {
+        subject: Subject::default(),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        email_addresses: Vec::new(),
+        spki_der: der.to_vec(),
+        key: key_spec(&spki)?,
+        is_ca: None,
+    })
+}
+
+/// [`parse_csr`] of a DER PKCS#10 request.
+pub fn parse_csr_der(der: &[u8]) -> Result<CsrContents, CsrError> {
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.to_vec()));
+    parse_csr(pem.as_bytes())
+}
+
 fn add_san(out: &mut CsrContents, name: &GeneralName<'_>) -> Result<(), CsrError> {
     match name {
         GeneralName::DNSName(d) => out.dns_names.push(d.to_string()),

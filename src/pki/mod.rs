@@ -36,7 +36,7 @@ mod sign;
 mod validate;
 
 pub use crl::{SignedCrl, sign_crl};
-pub use csr::{CsrContents, CsrError, parse_csr};
+pub use csr::{CsrContents, CsrError, contents_of_spki, parse_csr, parse_csr_der};
 pub use error::PkiError;
 pub use issue::{
     IssuedCert, IssuedLeaf, check_ca_request, check_leaf_request, issue_intermediate, issue_leaf,

@@ -108,6 +108,9 @@ pub struct StoreOptions {
     /// How long the writer waits for another process's lock on the file
     /// before counting the attempt as failed.
     pub busy_timeout: Duration,
+    /// The leader fence: while it is closed nothing is committed (writes
+    /// stay queued, health turns degraded). Open by default.
+    pub fence: crate::fence::Fence,
 }
 
 impl Default for StoreOptions {
@@ -118,6 +121,7 @@ impl Default for StoreOptions {
             retry_max: Duration::from_secs(5),
             log_interval: Duration::from_secs(60),
             busy_timeout: migrations::BUSY_TIMEOUT,
+            fence: crate::fence::Fence::open(),
         }
     }
 }

@@ -170,7 +170,14 @@ impl Writer {
             }
 
             let n = pending.len().min(self.opts.batch_max);
-            let result = match self.ensure_open() {
+            let result = match self.opts.fence.check() {
+                Err(closed) => Err(StoreError::Unavailable {
+                    path: self.path.clone(),
+                    detail: closed.to_string(),
+                }),
+                Ok(()) => self.ensure_open(),
+            };
+            let result = match result {
                 Ok(conn) => apply_batch(conn, pending.iter().take(n))
                     .map_err(|e| map_err(&self.path, "writing a batch", e)),
                 Err(e) => Err(e),

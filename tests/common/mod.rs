@@ -32,6 +32,18 @@ impl Operator {
     /// Starts the operator with namespace `ns`, database `db` and KMS at
     /// `kms_endpoint`.
     pub fn start(env: &TestEnv, ns: &str, db: &Path, kms_endpoint: &str) -> Operator {
+        Self::start_with(env, ns, db, kms_endpoint, &[])
+    }
+
+    /// [`Operator::start`] with extra environment (flags), e.g.
+    /// `SIGNET_LEADER_ELECTION=true`.
+    pub fn start_with(
+        env: &TestEnv,
+        ns: &str,
+        db: &Path,
+        kms_endpoint: &str,
+        extra: &[(&str, &str)],
+    ) -> Operator {
         let port = signet_testenv::free_port();
         let pki_port = signet_testenv::free_port();
         let log = db.with_extension(format!("op-{port}.log"));
@@ -50,6 +62,9 @@ impl Operator {
             .env("SIGNET_CONCURRENCY", "4")
             // The tests check the Issued/Renewed Events (off by default).
             .env("SIGNET_SUCCESS_EVENTS", "true");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
         let pid = signet_testenv::spawn_supervised("signet-operator", cmd, &log)
             .expect("starting the operator");
         let op = Operator {
@@ -428,7 +443,7 @@ fn start_in_process(with_base_url: bool) -> InProcess {
             let state = signet::http::HttpState {
                 published: ctx.published.clone(),
                 metrics: ctx.metrics.clone(),
-                store: ctx.store.clone(),
+                store: ctx.store.clone().into(),
             };
             let limits = signet::http::Limits::default();
             use signet::http::{Site, serve};

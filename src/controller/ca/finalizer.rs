@@ -57,6 +57,7 @@ async fn set_finalizer(
     ca: &CertificateAuthority,
     present: bool,
 ) -> Result<(), Error> {
+    ctx.may_write()?;
     let mut list: Vec<String> = ca
         .finalizers()
         .iter()

@@ -112,7 +112,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
             })
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(ctx.stop.wait())
         .run(
             driver::reconcile::<CertificateAuthority>,
             driver::error_policy::<CertificateAuthority>,

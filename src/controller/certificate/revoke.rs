@@ -273,6 +273,7 @@ pub fn actor_of(annotations: &std::collections::BTreeMap<String, String>, vouche
 
 /// Removes the `signet.dev/revoke` annotation once it is carried out.
 pub async fn clear_annotation(ctx: &Context, cert: &Certificate) -> Result<(), Error> {
+    ctx.may_write()?;
     let api: Api<Certificate> =
         Api::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default());
     api.patch(

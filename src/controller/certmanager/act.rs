@@ -12,15 +12,14 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tracing::info;
 
-use super::super::policy::{self, LeafAsk, Names};
-use super::super::{Context, Error, ca, mirror};
+use super::super::{Context, Error, ca, mirror, requests};
 use super::decide::{self, reason};
 use super::status::{apply_status, audit, event, ready};
 use super::types::CertificateRequest;
 use crate::api::{CertificateAuthority, duration};
 use crate::clock::rfc3339;
 use crate::pki;
-use crate::store::{AuditOperation, CertQuery, Outcome};
+use crate::store::{AuditOperation, Outcome};
 
 /// What the request's policy decision depends on.
 struct World {
@@ -105,18 +104,7 @@ pub async fn sign_and_record(
     .map_err(Error::InvalidSpec)?;
     let plan = decide::plan(cr, &csr, ca_max)?;
     check_policy(cr, &world, &plan)?;
-    pki::check_leaf_request(&issuer.info, &plan.request, now)?;
-    ctx.audit_ready()?;
-    let signer = ctx.signer(&issuer.key_arn).await?;
-    let cert = pki::issue_leaf_for_key(
-        &issuer.info,
-        signer.as_ref(),
-        &plan.request,
-        &csr.spki_der,
-        now,
-    )
-    .await?;
-    let facts = pki::cert_facts(&cert.cert_der)?;
+    let facts = requests::sign_leaf(ctx, &issuer, &plan, &csr.spki_der, now).await?;
     record(ctx, cr, &issuer.name, &plan.request, &facts, now).await?;
     Ok((issuer, facts))
 }
@@ -127,20 +115,7 @@ fn check_policy(cr: &CertificateRequest, world: &World, plan: &decide::Plan) -> 
         .chain(world.ancestors.iter())
         .collect();
     let ns = cr.namespace().unwrap_or_default();
-    let req = &plan.request;
-    let ask = LeafAsk {
-        namespace: &ns,
-        usages: &plan.usages,
-        subject: Some(&plan.subject),
-        uris: &req.uris,
-        names: Names {
-            dns: &req.dns_names,
-            ips: &req.ip_addresses,
-            emails: &req.email_addresses,
-        },
-        duration: plan.duration,
-    };
-    policy::check_leaf(&chain, &ask, &world.namespace_labels)
+    requests::check_chain(&chain, &ns, plan, &world.namespace_labels)
 }
 
 /// The certificate an earlier reconcile signed for this request (same
@@ -150,36 +125,12 @@ async fn recorded(
     cr: &CertificateRequest,
     now: OffsetDateTime,
 ) -> Result<Option<pki::CertFacts>, Error> {
-    let Some(uid) = cr.uid() else {
-        return Ok(None);
-    };
-    let rows = ctx
-        .store
-        .list_certificates(CertQuery {
-            namespace: cr.namespace(),
-            name: Some(cr.name_any()),
-            now: now.unix_timestamp(),
-            include_pem: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::AuditUnavailable(e.to_string()))?;
-    let Some(pem) = rows
-        .into_iter()
-        .find(|r| r.uid == uid)
-        .and_then(|r| r.certificate_pem)
-    else {
-        return Ok(None);
-    };
-    let der = pki::parse::pem_certificates(pem.as_bytes())
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            Error::Other(format!(
-                "the mirrored certificate of request {uid} does not parse"
-            ))
-        })?;
-    Ok(Some(pki::cert_facts(&der)?))
+    let (ns, name, uid) = (
+        cr.namespace().unwrap_or_default(),
+        cr.name_any(),
+        cr.uid().unwrap_or_default(),
+    );
+    requests::recorded(ctx, (&ns, &name, &uid), now).await
 }
 
 /// Mirror row and audit row of a certificate just signed for `cr`, before

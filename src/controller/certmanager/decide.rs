@@ -85,17 +85,28 @@ pub fn plan(
     csr: &CsrContents,
     ca_max: Option<Duration>,
 ) -> Result<Plan, Error> {
-    if cr.spec.is_ca || csr.is_ca == Some(true) {
+    let default = ca_max.map_or(DEFAULT_DURATION, |m| m.min(DEFAULT_DURATION));
+    let duration = duration::optional("spec.duration", cr.spec.duration.as_deref())
+        .map_err(Error::InvalidSpec)?
+        .unwrap_or(default);
+    plan_for(cr.spec.is_ca, &cr.spec.usages, duration, csr)
+}
+
+/// The plan of any CSR-based request (cert-manager's, Kubernetes'): no CA
+/// certificates, usages Signet can express, `duration` as given.
+pub fn plan_for(
+    is_ca: bool,
+    usage_list: &[String],
+    duration: Duration,
+    csr: &CsrContents,
+) -> Result<Plan, Error> {
+    if is_ca || csr.is_ca == Some(true) {
         return Err(refuse(
             "CANotAllowed",
             "spec.isCA (or the CSR's basicConstraints) asks for a CA certificate; Signet issues CA certificates only as CertificateAuthority objects (spec.issuerRef), so create an intermediate CertificateAuthority instead".into(),
         ));
     }
-    let usages = usages(&cr.spec.usages)?;
-    let default = ca_max.map_or(DEFAULT_DURATION, |m| m.min(DEFAULT_DURATION));
-    let duration = duration::optional("spec.duration", cr.spec.duration.as_deref())
-        .map_err(Error::InvalidSpec)?
-        .unwrap_or(default);
+    let usages = usages(usage_list)?;
     let total = time::Duration::try_from(duration)
         .map_err(|_| Error::InvalidSpec("spec.duration is too large".into()))?;
     let s = &csr.subject;

@@ -112,7 +112,11 @@ struct Runner {
 
 /// Runs the cert-manager issuer once cert-manager's CRDs are served.
 pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
-    wait_for_crds(&ctx.client).await;
+    let stop = ctx.stop.wait();
+    tokio::select! {
+        _ = wait_for_crds(&ctx.client) => {}
+        _ = ctx.stop.wait() => return,
+    }
     info!("cert-manager's CertificateRequest API found; the cert-manager issuer is running");
     ACTIVE.store(true, Ordering::Relaxed);
     let client = ctx.client.clone();
@@ -138,7 +142,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
             },
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop)
         .run(
             reconcile,
             |_, _, _| Action::requeue(Duration::from_secs(30)),
@@ -148,6 +152,9 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
 }
 
 async fn reconcile(cr: Arc<CertificateRequest>, r: Arc<Runner>) -> Result<Action, Error> {
+    if r.ctx.may_write().is_err() {
+        return Ok(Action::requeue(driver::NOT_LEADER_RETRY));
+    }
     let step = decide::step(&cr);
     if step == Step::Nothing {
         return Ok(Action::await_change());

@@ -65,6 +65,7 @@ pub(super) async fn apply_status(
     cr: &CertificateRequest,
     status: serde_json::Value,
 ) -> Result<(), Error> {
+    ctx.may_write()?;
     let ns = cr.namespace().unwrap_or_default();
     let name = cr.name_any();
     let body = json!({

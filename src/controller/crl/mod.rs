@@ -128,7 +128,7 @@ pub async fn controller(ctx: Arc<Context>, concurrency: u16) {
             },
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(ctx.stop.wait())
         .run(driver::reconcile::<CRL>, driver::error_policy::<CRL>, ctx);
     driver::drain("crl", stream).await;
 }

@@ -267,6 +267,24 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The exit code of a supervised child that has exited (`None` while it
+/// runs, or when a signal ended it).
+pub fn exit_code(pid: u32) -> Option<i32> {
+    let mut sup = supervisor().lock().ok()?;
+    let c = sup.children.iter_mut().find(|c| c.id() == pid)?;
+    c.try_wait().ok().flatten()?.code()
+}
+
+/// Sends `sig` (e.g. "STOP", "CONT", "TERM") to a supervised child that
+/// has not been reaped (so its pid cannot have been reused).
+pub fn signal(pid: u32, sig: &str) {
+    if alive(pid) {
+        let _ = Command::new("kill")
+            .args(["-s", sig, &pid.to_string()])
+            .status();
+    }
+}
+
 /// Stops the supervised child with `pid` (SIGKILL to its process group).
 /// Only a child that has not been reaped yet is signalled: until then its
 /// pid (and group id) cannot have been reused by an unrelated process.
