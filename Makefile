@@ -118,18 +118,23 @@ fuzz:
 # cargo-fuzz. FUZZ_CI_SECONDS of fuzzing from the committed seeds; any
 # crash, panic or timeout fails the suite and leaves the input in
 # hack/fuzz/artifacts/.
-FUZZ_CI_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 30
 FUZZ_CI_TARGET_DIR ?= $(HOME)/.cache/signet/fuzz-ci-$(FUZZ_LOCK_HASH)
 FUZZ_CI_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
 
+# With an explicit --target, RUSTFLAGS reach only the fuzz target's code,
+# not build scripts and proc macros (as cargo-fuzz does it).
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+
 fuzz-ci:
 	env -u CARGO_TARGET_DIR RUSTFLAGS="$(FUZZ_CI_RUSTFLAGS)" cargo build --locked --release --quiet \
-	  --manifest-path hack/fuzz/Cargo.toml --target-dir "$(FUZZ_CI_TARGET_DIR)" --bin parse_request
+	  --manifest-path hack/fuzz/Cargo.toml --target-dir "$(FUZZ_CI_TARGET_DIR)" \
+	  --target $(HOST_TRIPLE) --bin parse_request
 	@mkdir -p hack/fuzz/artifacts; scratch="$$(mktemp -d -t signet-fuzz.XXXXXX)"; rc=0; \
 	mkdir "$$scratch/corpus"; \
-	"$(FUZZ_CI_TARGET_DIR)/release/parse_request" "$$scratch/corpus" hack/fuzz/corpus/parse_request \
+	"$(FUZZ_CI_TARGET_DIR)/$(HOST_TRIPLE)/release/parse_request" "$$scratch/corpus" hack/fuzz/corpus/parse_request \
 	  -max_total_time=$(FUZZ_CI_SECONDS) -max_len=8192 -timeout=10 -print_final_stats=1 \
 	  -artifact_prefix=hack/fuzz/artifacts/ > "$$scratch/log" 2>&1 || rc=$$?; \
 	if [ "$$rc" -ne 0 ]; then tail -40 "$$scratch/log" >&2; \

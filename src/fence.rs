@@ -23,6 +23,20 @@ pub struct Fence {
     until: Option<Arc<Mutex<Option<Instant>>>>,
 }
 
+/// Two fences are equal when they are the same fence (clones of one), or
+/// both never close.
+impl PartialEq for Fence {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.until, &other.until) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Fence {}
+
 /// Why the fence refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(

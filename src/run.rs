@@ -160,11 +160,12 @@ struct Shared {
 
 /// The KMS client (configured, not called: a standby checks its settings
 /// before it waits).
-async fn kms_client(args: &RunArgs) -> anyhow::Result<AwsKms> {
+async fn kms_client(args: &RunArgs, fence: &Fence) -> anyhow::Result<AwsKms> {
     AwsKms::new(KmsSettings {
         region: args.kms_region.clone(),
         endpoint: args.kms_endpoint.clone(),
         alias_prefix: args.kms_alias_prefix.clone(),
+        fence: fence.clone(),
         ..KmsSettings::default()
     })
     .await
@@ -315,13 +316,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let kms = kms_client(&args).await?;
-
     let fence = if args.leader_election {
         Fence::leased()
     } else {
         Fence::open()
     };
+    let kms = kms_client(&args, &fence).await?;
     let mut leadership = args
         .leader_election
         .then(|| Leadership::new(&args, client.clone(), fence.clone()));

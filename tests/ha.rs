@@ -103,6 +103,14 @@ struct Replica {
     name: String,
 }
 
+/// A failed assertion must not leave a leader running that would reconcile
+/// the next scenario's objects.
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.op.kill();
+    }
+}
+
 fn replica(ns: &str, db: &Path, name: &str) -> Replica {
     let env = signet_testenv::env();
     let kms = SignProxy::start(&env.kms.endpoint);

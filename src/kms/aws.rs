@@ -32,6 +32,9 @@ pub struct KmsSettings {
     pub attempt_timeout: Duration,
     /// Retries of retryable failures (throttling, 5xx, network).
     pub retry: RetryPolicy,
+    /// The leader fence, checked once more just before each request goes
+    /// on the wire (open by default).
+    pub fence: crate::fence::Fence,
 }
 
 impl Default for KmsSettings {
@@ -43,7 +46,29 @@ impl Default for KmsSettings {
             connect_timeout: Duration::from_secs(2),
             attempt_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
+            fence: crate::fence::Fence::open(),
         }
+    }
+}
+
+/// Refuses to transmit any KMS request while the leader fence is closed:
+/// the last check before the bytes leave, after request signing and
+/// everything else that could take time (or be frozen mid-way).
+#[derive(Debug)]
+struct FenceInterceptor(crate::fence::Fence);
+
+impl aws_sdk_kms::config::Intercept for FenceInterceptor {
+    fn name(&self) -> &'static str {
+        "SignetLeaderFence"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_kms::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_kms::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_kms::config::ConfigBag,
+    ) -> Result<(), aws_sdk_kms::error::BoxError> {
+        self.0.check().map_err(Into::into)
     }
 }
 
@@ -241,8 +266,11 @@ impl AwsKms {
                 detail: "no AWS region: set the KMS region setting or AWS_REGION".into(),
             });
         }
+        let config = aws_sdk_kms::config::Builder::from(&conf)
+            .interceptor(FenceInterceptor(settings.fence.clone()))
+            .build();
         Ok(AwsKms {
-            client: Client::new(&conf),
+            client: Client::from_conf(config),
             alias_prefix: settings.alias_prefix,
             retry: settings.retry,
         })

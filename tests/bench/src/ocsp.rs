@@ -236,9 +236,14 @@ async fn answer_ok(addr: SocketAddr, ca: &str, req: &[u8]) -> bool {
     if s.write_all(&request_bytes(ca, req)).await.is_err() {
         return false;
     }
-    // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED (0 = successful), .. }
-    matches!(read_response(&mut s, &mut Vec::new()).await,
-        Ok((200, body)) if body.len() > 8 && body.windows(3).take(6).any(|w| w == [0x0a, 0x01, 0x00]))
+    matches!(read_response(&mut s, &mut Vec::new()).await, Ok((200, body)) if successful(&body))
+}
+
+/// Whether `body` is a signed OCSP answer: `OCSPResponse ::= SEQUENCE {
+/// responseStatus ENUMERATED (0 = successful), responseBytes .. }` (error
+/// answers such as unauthorized are 5 bytes and carry no signature).
+fn successful(body: &[u8]) -> bool {
+    body.len() > 64 && body.windows(3).take(6).any(|w| w == [0x0a, 0x01, 0x00])
 }
 
 /// One client on one keep-alive connection until `deadline`: latencies in
@@ -260,7 +265,7 @@ async fn client_loop(
         let start = Instant::now();
         s.write_all(&wire[i % wire.len()]).await?;
         let (status, body) = read_response(&mut s, &mut buf).await?;
-        if status == 200 && body.len() > 8 {
+        if status == 200 && successful(&body) {
             latencies.push(start.elapsed().as_micros() as u64);
         } else {
             errors += 1;
