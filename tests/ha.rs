@@ -15,11 +15,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -35,66 +31,6 @@ const LEASE: u64 = 6;
 const BURST: usize = 150;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A TCP proxy in front of local-kms that counts `Sign` requests
-/// (`X-Amz-Target: TrentService.Sign`) as they arrive from the operator.
-struct SignProxy {
-    endpoint: String,
-    signs: Arc<AtomicU64>,
-}
-
-impl SignProxy {
-    fn start(upstream: &str) -> SignProxy {
-        let upstream = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let signs = Arc::new(AtomicU64::new(0));
-        let counter = signs.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let counter = counter.clone();
-                std::thread::spawn(move || pipe(client, server, Some(counter)));
-                std::thread::spawn(move || pipe(s2, c2, None));
-            }
-        });
-        SignProxy { endpoint, signs }
-    }
-
-    fn signs(&self) -> u64 {
-        self.signs.load(Ordering::SeqCst)
-    }
-}
-
-/// Copies `from` to `to`, counting `Sign` targets when `count` is given.
-fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
-    const NEEDLE: &[u8] = b"TrentService.Sign\r\n";
-    let mut carry: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Some(c) = &count {
-            carry.extend_from_slice(&buf[..n]);
-            let hits = carry.windows(NEEDLE.len()).filter(|w| w == &NEEDLE).count();
-            c.fetch_add(hits as u64, Ordering::SeqCst);
-            let keep = carry.len().min(NEEDLE.len() - 1);
-            carry.drain(..carry.len() - keep);
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Write);
-}
 
 /// One `signet run --leader-election` with its own KMS proxy.
 struct Replica {

@@ -2,9 +2,12 @@
 //! against the test control plane, apply YAML, wait for conditions.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{Read as _, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -474,4 +477,80 @@ where
     Fut: std::future::Future<Output = Option<T>>,
 {
     wait_for(what, Duration::from_secs(60), None, f).await
+}
+
+/// A TCP proxy in front of local-kms that counts `Sign` requests
+/// (`X-Amz-Target: TrentService.Sign`) as they arrive from the operator.
+pub struct SignProxy {
+    /// `http://127.0.0.1:PORT`, for `SIGNET_KMS_ENDPOINT`.
+    pub endpoint: String,
+    signs: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+}
+
+impl SignProxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    pub fn start(upstream: &str) -> SignProxy {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let signs = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
+        let (counter, conns) = (signs.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                conns.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let counter = counter.clone();
+                std::thread::spawn(move || pipe(client, server, Some(counter)));
+                std::thread::spawn(move || pipe(s2, c2, None));
+            }
+        });
+        SignProxy {
+            endpoint,
+            signs,
+            connections,
+        }
+    }
+
+    /// `Sign` requests that reached KMS so far.
+    pub fn signs(&self) -> u64 {
+        self.signs.load(Ordering::SeqCst)
+    }
+
+    /// Connections the operator opened so far (also those that found KMS
+    /// down).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to`, counting `Sign` targets when `count` is given.
+fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+    const NEEDLE: &[u8] = b"TrentService.Sign\r\n";
+    let mut carry: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(c) = &count {
+            carry.extend_from_slice(&buf[..n]);
+            let hits = carry.windows(NEEDLE.len()).filter(|w| w == &NEEDLE).count();
+            c.fetch_add(hits as u64, Ordering::SeqCst);
+            let keep = carry.len().min(NEEDLE.len() - 1);
+            carry.drain(..carry.len() - keep);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
