@@ -32,44 +32,8 @@ impl Drop for Running {
     }
 }
 
-fn certificates(ns: &str, prefix: &str, range: std::ops::Range<usize>, ca: &str) -> String {
-    range
-        .map(|i| {
-            certificate(
-                ns,
-                &format!("{prefix}-{i}"),
-                ca,
-                &format!("  dnsNames: [{prefix}-{i}.example.com]\n"),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
-fn is_ready(c: &Certificate) -> bool {
-    c.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
 async fn all_ready(client: &kube::Client, ns: &str, n: usize, op: &Operator) -> Vec<Certificate> {
-    let api: Api<Certificate> = Api::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    loop {
-        let list = api.list(&ListParams::default()).await.unwrap().items;
-        let ready = list.iter().filter(|c| is_ready(c)).count();
-        if list.len() == n && ready == n {
-            return list;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "{ready}/{n} Certificates Ready in {ns} after 180 s:\n{}",
-            op.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    all_certificates_ready(client, ns, n, Duration::from_secs(180), || op.log_tail()).await
 }
 
 /// Every Secret's key belongs to its certificate; every Certificate's

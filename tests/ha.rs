@@ -111,20 +111,6 @@ fn has_open(pid: u32, db: &Path) -> bool {
     })
 }
 
-fn certificates(ns: &str, prefix: &str, range: std::ops::Range<usize>, ca: &str) -> String {
-    range
-        .map(|i| {
-            certificate(
-                ns,
-                &format!("{prefix}-{i}"),
-                ca,
-                &format!("  dnsNames: [{prefix}-{i}.example.com]\n"),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
 /// Waits until every Certificate in `ns` is Ready; returns them.
 async fn all_ready(
     client: &kube::Client,
@@ -132,34 +118,13 @@ async fn all_ready(
     n: usize,
     logs: &[&Replica],
 ) -> Vec<Certificate> {
-    let api: Api<Certificate> = Api::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    loop {
-        let list = api.list(&ListParams::default()).await.unwrap().items;
-        let ready = list
-            .iter()
-            .filter(|c| {
-                c.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-            .count();
-        if list.len() == n && ready == n {
-            return list;
-        }
-        let tails: Vec<String> = logs
-            .iter()
+    let tails = || {
+        logs.iter()
             .map(|r| format!("--- {}:\n{}", r.name, r.op.log_tail()))
-            .collect();
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{ready}/{n} Certificates Ready in {ns} after 120 s:\n{}",
-            tails.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    all_certificates_ready(client, ns, n, Duration::from_secs(120), tails).await
 }
 
 /// Exactly one issuance audit row per Certificate, and its serial is the

@@ -554,3 +554,58 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
     }
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
+
+/// `range` Certificates `<prefix>-<i>` for `ca` in `ns` (DNS name
+/// `<prefix>-<i>.example.com`), as one multi-document YAML.
+pub fn certificates(ns: &str, prefix: &str, range: std::ops::Range<usize>, ca: &str) -> String {
+    range
+        .map(|i| {
+            certificate(
+                ns,
+                &format!("{prefix}-{i}"),
+                ca,
+                &format!("  dnsNames: [{prefix}-{i}.example.com]\n"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Whether a Certificate is `Ready=True`.
+pub fn is_ready(c: &Certificate) -> bool {
+    c.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Waits until `ns` holds exactly `n` Certificates, all Ready; returns
+/// them. Past `limit` it fails with `logs()` (the operators' log tails).
+pub async fn all_certificates_ready(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    limit: Duration,
+    logs: impl Fn() -> String,
+) -> Vec<Certificate> {
+    let api: Api<Certificate> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    loop {
+        let list = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let ready = list.iter().filter(|c| is_ready(c)).count();
+        if list.len() == n && ready == n {
+            return list;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{ready}/{n} Certificates Ready in {ns} after {limit:?}:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
